@@ -1,0 +1,11 @@
+/* failpoint.h — test hooks that make a named system call fail. */
+#ifndef PRL_FAILPOINT_H
+#define PRL_FAILPOINT_H
+
+#include <stdint.h>
+
+/* errno to fail with if failpoint `name` is armed (consumes one hit), else 0 */
+int prl_failpoint(const char *name);
+void prl_failpoint_set(const char *name, int32_t err, int32_t count);
+
+#endif

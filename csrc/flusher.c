@@ -1,0 +1,173 @@
+/* flusher.c — the background thread that makes written batches durable (group
+ * commit) and the waits that learn about it.
+ *
+ * One fdatasync covers every batch published before it started, so under load
+ * each sync covers many batches (Pebble's LogWriter, etcd's WAL do the same).
+ * Waiters sleep on a condition variable: no polling anywhere. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failpoint.h"
+#include "log.h"
+
+uint64_t prl_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int log2_bucket(uint64_t v, int nbuckets) {
+    int b = 0;
+    while (v > 1 && b < nbuckets - 1) { v >>= 1; b++; }
+    return b;
+}
+
+/* Takes the dirty segments; the flusher syncs them without holding mu.
+ * `syncing` keeps them mapped and open meanwhile. */
+static int collect_dirty_locked(prl_log *log, prl_segment ***list, size_t *cap) {
+    int n = 0;
+    for (uint64_t i = 0; i < log->seg_slots; i++) {
+        prl_segment *s = log->segs[i];
+        if (!s || !s->dirty) continue;
+        if ((size_t)n == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 8;
+            prl_segment **nl = realloc(*list, ncap * sizeof **list);
+            if (!nl) return -ENOMEM;
+            *list = nl;
+            *cap = ncap;
+        }
+        s->dirty = 0;
+        s->syncing++;
+        (*list)[n++] = s;
+    }
+    return n;
+}
+
+static void record_sync_locked(prl_log *log, uint64_t target, uint64_t t0, uint64_t t1) {
+    uint64_t covered = target - log->durable_lsn;
+    log->syncs++;
+    log->sync_ns += t1 - t0;
+    log->batches_per_sync[log2_bucket(covered, 16)]++;
+    uint64_t lo = covered > PRL_LAT_RING ? target - PRL_LAT_RING + 1 : log->durable_lsn + 1;
+    for (uint64_t l = lo; l <= target; l++) {
+        uint64_t w = log->write_ns[l % PRL_LAT_RING];
+        uint64_t us = t1 > w ? (t1 - w) / 1000 : 0;
+        log->durable_latency_us[log2_bucket(us, 24)]++;
+    }
+}
+
+void *prl_flusher_main(void *arg) {
+    prl_log *log = arg;
+    prl_segment **list = NULL;
+    size_t cap = 0;
+    pthread_mutex_lock(&log->mu);
+    for (;;) {
+        while (!log->stopping && (log->written_lsn == log->durable_lsn || log->poison))
+            pthread_cond_wait(&log->flush_cv, &log->mu);
+        /* On close, everything already written is made durable before exit. */
+        if (log->written_lsn == log->durable_lsn || log->poison) break;
+
+        uint64_t target = log->written_lsn;
+        int n = collect_dirty_locked(log, &list, &cap);
+        int err = n < 0 ? -n : 0;
+        pthread_mutex_unlock(&log->mu);
+
+        uint64_t t0 = prl_now_ns();
+        for (int i = 0; i < n && !err && log->opt.sync; i++) {
+            err = prl_failpoint("flusher::fdatasync");
+            if (!err && fdatasync(list[i]->fd) < 0) err = errno;
+        }
+        uint64_t t1 = prl_now_ns();
+
+        pthread_mutex_lock(&log->mu);
+        for (int i = 0; i < n; i++) list[i]->syncing--;
+        if (err) {
+            /* A failed fdatasync poisons the log: the kernel may have dropped
+             * the dirty pages (fsyncgate), so a retry proving "durable" would
+             * be a lie.  Every pending and later ticket fails with err. */
+            log->poison = err;
+        } else {
+            record_sync_locked(log, target, t0, t1);
+            log->durable_lsn = target;
+        }
+        pthread_cond_broadcast(&log->durable_cv);
+        if (!err && log->opt.min_sync_interval_ns && !log->stopping) {
+            pthread_mutex_unlock(&log->mu);
+            struct timespec ts = {(time_t)(log->opt.min_sync_interval_ns / 1000000000u),
+                                  (long)(log->opt.min_sync_interval_ns % 1000000000u)};
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&log->mu);
+        }
+    }
+    pthread_mutex_unlock(&log->mu);
+    free(list);
+    return NULL;
+}
+
+int prl_wait_locked(prl_log *log, uint64_t lsn, int64_t timeout_ns) {
+    struct timespec deadline;
+    if (timeout_ns >= 0) {
+        uint64_t d = prl_now_ns() + (uint64_t)timeout_ns;
+        deadline.tv_sec = (time_t)(d / 1000000000u);
+        deadline.tv_nsec = (long)(d % 1000000000u);
+    }
+    int rc = 0;
+    log->nwaiters++;
+    while (log->durable_lsn < lsn) {
+        if (log->poison) { rc = -log->poison; break; }
+        if (log->closed) { rc = PRL_E_CLOSED; break; }
+        if (timeout_ns < 0) {
+            pthread_cond_wait(&log->durable_cv, &log->mu);
+        } else if (pthread_cond_timedwait(&log->durable_cv, &log->mu, &deadline) == ETIMEDOUT &&
+                   log->durable_lsn < lsn) {
+            rc = log->poison ? -log->poison : PRL_E_TIMEOUT;
+            break;
+        }
+    }
+    if (--log->nwaiters == 0) pthread_cond_broadcast(&log->idle_cv);
+    return rc;
+}
+
+int prl_log_wait(prl_log *log, uint64_t lsn, int64_t timeout_ns) {
+    pthread_mutex_lock(&log->mu);
+    int rc = prl_wait_locked(log, lsn, timeout_ns);
+    pthread_mutex_unlock(&log->mu);
+    return rc;
+}
+
+int prl_log_wait_change(prl_log *log, uint64_t known, int64_t timeout_ns, uint64_t *durable) {
+    struct timespec deadline;
+    if (timeout_ns >= 0) {
+        uint64_t d = prl_now_ns() + (uint64_t)timeout_ns;
+        deadline.tv_sec = (time_t)(d / 1000000000u);
+        deadline.tv_nsec = (long)(d % 1000000000u);
+    }
+    int rc = 0;
+    pthread_mutex_lock(&log->mu);
+    uint64_t kicks = log->kicks;
+    log->nwaiters++;
+    while (log->durable_lsn <= known && log->kicks == kicks) {
+        if (log->poison) { rc = -log->poison; break; }
+        if (log->closed) { rc = PRL_E_CLOSED; break; }
+        if (timeout_ns < 0) {
+            pthread_cond_wait(&log->durable_cv, &log->mu);
+        } else if (pthread_cond_timedwait(&log->durable_cv, &log->mu, &deadline) == ETIMEDOUT) {
+            rc = PRL_E_TIMEOUT;
+            break;
+        }
+    }
+    *durable = log->durable_lsn;
+    if (--log->nwaiters == 0) pthread_cond_broadcast(&log->idle_cv);
+    pthread_mutex_unlock(&log->mu);
+    return rc;
+}
+
+void prl_log_kick(prl_log *log) {
+    pthread_mutex_lock(&log->mu);
+    log->kicks++;
+    pthread_cond_broadcast(&log->durable_cv);
+    pthread_mutex_unlock(&log->mu);
+}

@@ -1,0 +1,60 @@
+/* log.h — the shared state of one open log: segments, writer, flusher. */
+#ifndef PRL_LOG_H
+#define PRL_LOG_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "pyraftlog.h"
+#include "segment.h"
+
+#define PRL_LAT_RING 8192 /* write times kept for the durable-latency histogram */
+
+struct prl_log {
+    /* Set by prl_log_open, read-only afterwards. */
+    int dirfd;
+    prl_log_options opt;
+
+    /* Serialises writers across reserve + copy + publish, so batches land in
+     * the file in lsn order and written_lsn never passes a batch still being
+     * copied.  Held across the copy into the mapping (the GIL is released). */
+    pthread_mutex_t write_mu;
+
+    /* Guards every field below; held only briefly (never across I/O). */
+    pthread_mutex_t mu;
+    pthread_cond_t flush_cv;   /* flusher sleeps here: written > durable or stopping */
+    pthread_cond_t durable_cv; /* waiters sleep here: durable_lsn moved, poison, close */
+    pthread_cond_t idle_cv;    /* close waits here for waiters to leave */
+
+    /* Segment table: segs[seq - seg_base] or NULL.  Writers: writer (rotate),
+     * attach.  Readers: reads, flusher, stats. */
+    prl_segment **segs;
+    uint64_t seg_base, seg_slots;
+    prl_segment *active; /* where the next batch goes (writer) */
+
+    /* lsn state.  Invariant: durable_lsn <= written_lsn < next_lsn.
+     * next_lsn, written_lsn: written by the writer; durable_lsn: by the
+     * flusher only; read by waiters and stats. */
+    uint64_t next_lsn, written_lsn, durable_lsn;
+    /* Sticky errno of the first failed fdatasync: once set, nothing becomes
+     * durable any more; every pending and later wait and write fails with it. */
+    int poison;
+    int stopping, closed, started;
+    int nwaiters; /* threads inside a wait call; close waits for 0 */
+    uint64_t kicks; /* bumped by prl_log_kick: wakes prl_log_wait_change */
+    pthread_t flusher;
+
+    /* statistics (under mu) */
+    uint64_t writes, syncs, bytes_written, records_written, sync_ns, rotations;
+    uint64_t batches_per_sync[16];
+    uint64_t durable_latency_us[24];
+    uint64_t write_ns[PRL_LAT_RING]; /* write time of batch lsn % ring */
+};
+
+uint64_t prl_now_ns(void);
+void *prl_flusher_main(void *log);
+/* Blocks until durable_lsn >= lsn; call with mu held.  0, -poison, or
+ * PRL_E_CLOSED / PRL_E_TIMEOUT. */
+int prl_wait_locked(prl_log *log, uint64_t lsn, int64_t timeout_ns);
+
+#endif

@@ -1,0 +1,166 @@
+/* pyraftlog.h — the C library's API, read verbatim by cffi (pyraftlog/_build.py
+ * strips the preprocessor lines).  Every function returns 0 or a negative
+ * status: -errno for system errors, or a PRL_E_* code.  Outputs are written
+ * through pointers marked OUT.  pyraftlog/_native.py turns codes into the
+ * exceptions of API.md. */
+#ifndef PRL_PYRAFTLOG_H
+#define PRL_PYRAFTLOG_H
+
+#include <stdint.h>
+
+enum prl_status {
+    PRL_OK = 0,
+    PRL_E_TOO_LARGE = -1001, /* batch larger than a segment can hold */
+    PRL_E_CLOSED = -1002,    /* the log was closed */
+    PRL_E_BAD_POSITION = -1003, /* a position names no record of a mapped segment */
+    PRL_E_BAD_ARGUMENT = -1004,
+    PRL_E_TIMEOUT = -1005
+};
+
+/* Why a scan stopped or a header was refused.  The END_* reasons are a clean
+ * end of a segment's log; the others are invalid bytes. */
+enum prl_reason {
+    PRL_R_NONE = 0,          /* output arrays full: call again from next_offset */
+    PRL_R_END_ZERO = 1,      /* batch header all zero: never written */
+    PRL_R_END_STALE = 2,     /* batch header of another segment seq: leftovers */
+    PRL_R_END_SPACE = 3,     /* no room for another batch header */
+    PRL_R_BAD_LENGTH = 10,   /* batch length out of bounds or unaligned */
+    PRL_R_BAD_CHECKSUM = 11, /* batch checksum mismatch */
+    PRL_R_BAD_RECORD = 12,   /* record lengths do not add up to the batch */
+    PRL_R_BAD_RECORD_TYPE = 13,
+    PRL_R_BAD_LSN = 14,      /* batch lsn is not the successor of the previous */
+    PRL_R_SHORT_FILE = 20,   /* smaller than a segment header */
+    PRL_R_BAD_MAGIC = 21,
+    PRL_R_BAD_VERSION = 22,
+    PRL_R_BAD_HEADER_CHECKSUM = 23,
+    PRL_R_SEQ_MISMATCH = 24, /* header seq differs from the file name */
+    PRL_R_BAD_SEGMENT_SIZE = 25
+};
+
+/* ---- scanner: validates untrusted bytes; never reads outside [base, base+size) */
+
+typedef struct {
+    uint32_t next_offset; /* OUT: where the scan stopped */
+    uint32_t n_batches;   /* OUT: valid batches returned */
+    uint32_t n_records;   /* OUT: their records */
+    int32_t reason;       /* OUT: prl_reason */
+    uint64_t next_lsn;    /* OUT: lsn the next batch must carry */
+    uint32_t bad_len;     /* OUT: claimed length of the invalid batch, or 0 */
+    uint32_t need_records; /* OUT: with PRL_R_NONE and no batch: records the
+                              next batch holds (grow the arrays to this) */
+} prl_scan_result;
+
+/* Checks a segment header; returns a prl_reason (0 if valid). */
+int prl_scan_header(const uint8_t *base, uint64_t size, uint64_t seq,
+                    uint64_t *first_lsn /* OUT */);
+
+/* Scans valid batches from `offset` (8-aligned) on, expecting lsn `lsn` first.
+ * Batch i occupies [batch_offsets[i], +batch_lens[i]) and owns
+ * batch_counts[i] consecutive records of the record arrays.  A batch is
+ * returned whole or not at all.  Returns 0 or PRL_E_BAD_ARGUMENT. */
+int prl_scan_batches(const uint8_t *base, uint64_t size, uint64_t seq, uint64_t offset,
+                     uint64_t lsn, uint32_t max_batches, uint32_t max_records,
+                     uint64_t *batch_lsns /* OUT */, uint32_t *batch_offsets /* OUT */,
+                     uint32_t *batch_lens /* OUT */, uint32_t *batch_counts /* OUT */,
+                     uint8_t *rec_types /* OUT */, uint8_t *rec_auxs /* OUT */,
+                     uint64_t *rec_groups /* OUT */, uint64_t *rec_indexes /* OUT */,
+                     uint64_t *rec_terms /* OUT */, uint32_t *rec_offsets /* OUT */,
+                     uint32_t *rec_lens /* OUT */, prl_scan_result *out /* OUT */);
+
+/* Looks for a valid batch of segment `seq` with lsn >= min_lsn at any 8-aligned
+ * offset >= `offset`: what follows a break tells a torn tail from corruption.
+ * *found = its offset (0: none), with its lsn, length and sync_lag. */
+int prl_scan_probe(const uint8_t *base, uint64_t size, uint64_t seq, uint64_t offset,
+                   uint64_t min_lsn, uint64_t *found /* OUT */, uint64_t *found_lsn /* OUT */,
+                   uint32_t *found_len /* OUT */, uint32_t *found_lag /* OUT */);
+
+/* ---- the log: segments, writer, flusher */
+
+typedef struct prl_log prl_log;
+
+typedef struct {
+    uint64_t segment_size;         /* bytes, multiple of the page size */
+    uint64_t min_sync_interval_ns; /* flusher pause after each fdatasync */
+    int32_t sync;                  /* 0: tickets complete without fdatasync */
+    int32_t pad;
+} prl_log_options;
+
+typedef struct {
+    uint64_t next_lsn, written_lsn, durable_lsn;
+    uint64_t writes, syncs, bytes_written, records_written;
+    uint64_t sync_ns;              /* time spent in fdatasync */
+    uint64_t segments, disk_bytes, live_bytes, active_seq, rotations;
+    int32_t poison_errno;          /* 0 until a sync or write failed */
+    int32_t closed;
+    uint64_t batches_per_sync[16]; /* bucket k: 2^k <= batches < 2^(k+1) */
+    uint64_t durable_latency_us[24]; /* bucket k: 2^k <= us < 2^(k+1) (k=0: < 2) */
+} prl_stats;
+
+typedef struct {
+    uint64_t seq, size, used, live, first_lsn, last_lsn;
+    int32_t active;
+    int32_t pad;
+} prl_segment_info;
+
+/* Opens the directory; no segment yet. */
+int prl_log_open(const char *dir, const prl_log_options *opt, prl_log **out /* OUT */);
+/* Maps an existing segment file read-only (recovered segments). */
+int prl_log_attach(prl_log *log, uint64_t seq);
+/* The mapping of an attached segment, for the scanner. */
+int prl_log_segment_base(prl_log *log, uint64_t seq, const uint8_t **base /* OUT */,
+                         uint64_t *size /* OUT */);
+int prl_log_segment_info(prl_log *log, uint64_t seq, prl_segment_info *out /* OUT */);
+/* Creates the active segment `seq` whose first batch will carry `lsn`, and
+ * starts the flusher thread. */
+int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn);
+
+/* Appends one batch of n records atomically.  Record i has type types[i] and
+ * payload lens[i] bytes taken in order from `payload` (payload_len in all).
+ * positions[i] = segment seq << 32 | offset of record i's header. */
+int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
+                  const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
+                  const uint32_t *lens, const uint8_t *payload, uint64_t payload_len,
+                  uint64_t *lsn /* OUT */, uint64_t *positions /* OUT */);
+
+/* Reads the headers of records at `positions`: payload lengths and aux bytes. */
+int prl_log_read_meta(prl_log *log, uint32_t n, const uint64_t *positions,
+                      uint32_t *lens /* OUT */, uint8_t *auxs /* OUT */,
+                      uint64_t *total /* OUT */);
+/* Copies the payloads of records at `positions` back to back into out. */
+int prl_log_read_data(prl_log *log, uint32_t n, const uint64_t *positions, uint8_t *out,
+                      uint64_t cap);
+/* Live-byte accounting: the records at `positions` are no longer needed. */
+int prl_log_release(prl_log *log, uint32_t n, const uint64_t *positions);
+/* Adds records back to the live count (recovery marks what it kept). */
+int prl_log_retain(prl_log *log, uint32_t n, const uint64_t *positions);
+
+/* Blocks (no polling) until batch `lsn` is durable: 0, PRL_E_TIMEOUT after
+ * timeout_ns (< 0: no timeout), -errno if the log is poisoned before, or
+ * PRL_E_CLOSED if it was closed first. */
+int prl_log_wait(prl_log *log, uint64_t lsn, int64_t timeout_ns);
+/* Blocks until durable_lsn > known, or prl_log_kick was called, or the log
+ * is poisoned (-errno) or closed (PRL_E_CLOSED), or the timeout passes.
+ * The notifier thread of pyraftlog/ticket.py lives in this call. */
+int prl_log_wait_change(prl_log *log, uint64_t known, int64_t timeout_ns,
+                        uint64_t *durable /* OUT */);
+void prl_log_kick(prl_log *log);
+int prl_log_stats(prl_log *log, prl_stats *out /* OUT */);
+/* Makes everything written durable, stops the flusher, unmaps the segments.
+ * Waiters are woken.  The struct stays valid until prl_log_free. */
+int prl_log_close(prl_log *log);
+void prl_log_free(prl_log *log);
+
+/* ---- test hooks: failpoints named after the place they break */
+
+/* The next `count` hits of failpoint `name` fail with errno `err` (count < 0:
+ * all of them; err 0 clears).  Names: "segment::create", "segment::fallocate",
+ * "segment::header_sync", "dir::fsync", "flusher::fdatasync". */
+void prl_failpoint_set(const char *name, int32_t err, int32_t count);
+
+/* ---- checksums */
+uint32_t prl_crc32c(uint32_t crc, const void *buf, uint64_t len);
+uint32_t prl_crc32c_sw(uint32_t crc, const void *buf, uint64_t len);
+int prl_crc32c_hw(void);
+uint32_t prl_batch_seed_of(uint64_t seq);
+
+#endif

@@ -1,0 +1,114 @@
+/* segment.c — creating, mapping and closing segment files. */
+#define _GNU_SOURCE
+#include "segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "failpoint.h"
+#include "format.h"
+
+void prl_segment_name(uint64_t seq, char *buf) {
+    snprintf(buf, 24, "%016" PRIx64 ".seg", seq);
+}
+
+/* errno from a failpoint or from the call that just failed */
+#define FAIL_OR(point, call) (((fp = prl_failpoint(point)) != 0) ? (errno = fp, -1) : (call))
+
+int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_lsn,
+                       prl_segment **out) {
+    char name[24];
+    int fp, err, fd = -1;
+    uint8_t *base = MAP_FAILED;
+    prl_segment_name(seq, name);
+
+    fd = FAIL_OR("segment::create",
+                 openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd < 0) return -errno;
+    /* posix_fallocate returns the error instead of setting errno */
+    err = prl_failpoint("segment::fallocate");
+    if (!err) err = posix_fallocate(fd, 0, (off_t)size);
+    if (err) goto fail;
+    base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) { err = errno; goto fail; }
+
+    struct prl_segment_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, PRL_SEGMENT_MAGIC, 8);
+    h.version = PRL_FORMAT_VERSION;
+    h.header_size = PRL_SEGMENT_HEADER_SIZE;
+    h.seq = seq;
+    h.first_lsn = first_lsn;
+    h.segment_size = size;
+    h.crc = prl_crc32c(0, &h, offsetof(struct prl_segment_header, crc));
+    memcpy(base, &h, sizeof h);
+
+    /* The header and the allocation must be durable, and the new name in the
+     * directory too, before any batch in this file is acknowledged. */
+    if (FAIL_OR("segment::header_sync", fdatasync(fd)) < 0) { err = errno; goto fail; }
+    if (FAIL_OR("dir::fsync", fsync(dirfd)) < 0) { err = errno; goto fail; }
+
+    prl_segment *seg = calloc(1, sizeof *seg);
+    if (!seg) { err = ENOMEM; goto fail; }
+    seg->seq = seq;
+    seg->fd = fd;
+    seg->base = base;
+    seg->size = size;
+    seg->writable = 1;
+    seg->used = PRL_SEGMENT_HEADER_SIZE;
+    seg->first_lsn = first_lsn;
+    seg->last_lsn = first_lsn - 1;
+    *out = seg;
+    return 0;
+
+fail:
+    if (base != MAP_FAILED) munmap(base, size);
+    close(fd);
+    unlinkat(dirfd, name, 0); /* a half-made segment must not outlive the error */
+    return -err;
+}
+
+int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out) {
+    char name[24];
+    struct stat st;
+    prl_segment_name(seq, name);
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (fstat(fd, &st) < 0) { int e = errno; close(fd); return -e; }
+    uint8_t *base = NULL;
+    uint64_t size = (uint64_t)st.st_size;
+    if (size > PRL_MAX_SEGMENT_SIZE) size = PRL_MAX_SEGMENT_SIZE; /* file size not trusted */
+    if (size > 0) {
+        base = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        if (base == MAP_FAILED) { int e = errno; close(fd); return -e; }
+    }
+    prl_segment *seg = calloc(1, sizeof *seg);
+    if (!seg) {
+        if (base) munmap(base, size);
+        close(fd);
+        return -ENOMEM;
+    }
+    seg->seq = seq;
+    seg->fd = fd;
+    seg->base = base;
+    seg->size = size;
+    seg->used = size;
+    *out = seg;
+    return 0;
+}
+
+void prl_segment_close(prl_segment *seg) {
+    if (!seg) return;
+    if (seg->base && seg->size) munmap(seg->base, seg->size);
+    close(seg->fd);
+    free(seg);
+}

@@ -1,0 +1,31 @@
+/* segment.h — one preallocated, memory-mapped segment file. */
+#ifndef PRL_SEGMENT_H
+#define PRL_SEGMENT_H
+
+#include <stdint.h>
+
+typedef struct prl_segment {
+    uint64_t seq;
+    int fd;
+    uint8_t *base;     /* mapping of the whole file */
+    uint64_t size;     /* mapped bytes (the file's size) */
+    int writable;
+    /* The fields below are guarded by prl_log.mu. */
+    uint64_t used;     /* bytes holding header and batches */
+    uint64_t live;     /* bytes of records still needed by some group */
+    uint64_t first_lsn, last_lsn; /* last_lsn = first_lsn - 1 while empty */
+    int dirty;         /* written since the flusher last synced it */
+    int syncing;       /* the flusher is syncing it right now: keep it mapped */
+} prl_segment;
+
+void prl_segment_name(uint64_t seq, char *buf /* OUT: >= 24 bytes */);
+/* Creates `<seq>.seg`, allocates it in full (never sparse: a store into a hole
+ * of a shared mapping SIGBUSes on a full disk), maps it, writes the header,
+ * syncs the file and then the directory. */
+int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_lsn,
+                       prl_segment **out /* OUT */);
+/* Maps an existing segment read-only, whatever its bytes say. */
+int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out /* OUT */);
+void prl_segment_close(prl_segment *seg);
+
+#endif

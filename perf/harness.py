@@ -1,0 +1,857 @@
+"""Common harness of the pyraftlog benchmarks.
+
+A benchmark compares two *sides* measured in the same run, in the same
+process: ``ours`` (pyraftlog) and a ``reference`` (raw syscalls, RocksDB, ...).
+Every figure is printed as ours, reference and the ratio ours / reference, so
+a slower or busier machine moves both columns and the ratio stays meaningful.
+
+How a comparison is measured (:func:`compare`):
+
+* both sides are set up, then warmed up (``--warmup`` seconds each, ours
+  first so that the reference can be sized from what ours really writes);
+* then ``runs`` rounds; each round runs both sides for ``seconds / runs``
+  seconds, alternating which goes first (ABBA) so that slow drift of the
+  machine (other engineers' tests, page-cache writeback) hits both alike;
+* around each run a :class:`Meter` takes, with ``psutil``: wall time, CPU
+  user/sys of this process (all threads: the C flusher, RocksDB's
+  background threads, executor threads), RSS, bytes this process caused to
+  be written to storage (``io_counters().write_bytes``: counted when a page
+  goes from clean to dirty, by ``write``/``pwrite`` or through a shared
+  mapping, so it is what ``fdatasync`` has to send), bytes written to the
+  whole block device (shared with everyone on the machine: informative
+  only) and the CPU the *other* processes used meanwhile (noise gauge);
+* between runs each side gets an untimed ``maintain()`` (pyraftlog compacts
+  every group so that the disk stays bounded).
+
+Benchmarks register themselves with :func:`benchmark`; ``perf/run_all.py``
+imports every ``perf/bench_*.py`` and runs them all, and each bench script
+runs its own with :func:`main`.  Nothing here asserts on time: targets are
+evaluated and printed, never raised.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import faulthandler
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional, Sequence
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - psutil is a dev dependency
+    psutil = None
+
+PERF_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(PERF_DIR)
+OUT_DIR = os.path.join(PERF_DIR, "out")
+
+# Budgets.  Full: ~15 s measured per side per workload (3 runs of 5 s);
+# with 4 workloads x 2 sides, warm-up and set-up that is ~2.5 minutes.
+# Quick: 2 runs of 1 s per side; the suite takes ~25 s.
+DEFAULT_SECONDS, DEFAULT_RUNS, DEFAULT_WARMUP = 15.0, 3, 1.0
+QUICK_SECONDS, QUICK_RUNS, QUICK_WARMUP = 2.0, 2, 0.3
+TMPFS_TYPES = {"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"}
+
+
+# --------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    """A goal from DESIGN.md "Targets".
+
+    ``metric`` is ``"ratio"`` (ours / reference of the headline throughput)
+    or ``"p99_ms"`` (ours p99 latency, absolute milliseconds).
+    """
+
+    metric: str
+    op: str  # ">=" or "<="
+    value: float
+
+    def describe(self) -> str:
+        if self.metric == "ratio":
+            return f"{self.op} {self.value:g}x"
+        if self.metric == "p99_ms":
+            return f"p99 {self.op} {self.value:g} ms"
+        return f"{self.metric} {self.op} {self.value:g}"
+
+    def actual(self, comp: "Comparison") -> Optional[float]:
+        if self.metric == "ratio":
+            return comp.ratio
+        if self.metric == "p99_ms":
+            return comp.ours.p99_ms if comp.ours else None
+        return None
+
+    def met(self, comp: "Comparison") -> Optional[bool]:
+        value = self.actual(comp)
+        if value is None or (self.metric == "ratio" and not comp.target_applies):
+            return None
+        return value >= self.value if self.op == ">=" else value <= self.value
+
+
+@dataclass
+class Benchmark:
+    name: str
+    title: str
+    fn: Callable[["Config"], "Comparison"]
+    targets: tuple
+    module: str
+
+
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def benchmark(name: str, title: str, targets: Iterable[Target] = ()):
+    """Decorator: register ``fn(cfg) -> Comparison`` under ``name``."""
+
+    def register(fn):
+        if name in BENCHMARKS:
+            raise ValueError(f"benchmark {name!r} registered twice")
+        BENCHMARKS[name] = Benchmark(name, title, fn, tuple(targets), fn.__module__)
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------
+
+@dataclass
+class Config:
+    seconds: float  # measured seconds per side (split over `runs`)
+    runs: int  # measured runs per side (at least 1)
+    warmup: float  # warm-up seconds per side, not measured
+    base_dir: str  # a fresh directory per benchmark is made below it
+    quick: bool = False
+    keep: bool = False
+    verbose: bool = True
+
+    @property
+    def run_seconds(self) -> float:
+        return self.seconds / self.runs
+
+    def workdir(self, name: str) -> str:
+        return tempfile.mkdtemp(prefix=f"pyraftlog-perf-{name}-", dir=self.base_dir)
+
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(msg, flush=True)
+
+
+def fs_type(path: str) -> str:
+    """File system type of ``path`` from /proc/mounts (longest mount prefix)."""
+    path = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mnt = parts[1].replace("\\040", " ")
+                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                    best, kind = mnt, parts[2]
+    except OSError:
+        pass
+    return kind
+
+
+def default_base_dir() -> str:
+    """A temporary directory on a real disk: /var/tmp, else /tmp, else perf/out."""
+    for cand in ("/var/tmp", "/tmp", OUT_DIR):
+        os.makedirs(cand, exist_ok=True) if cand == OUT_DIR else None
+        if os.path.isdir(cand) and os.access(cand, os.W_OK) and fs_type(cand) not in TMPFS_TYPES:
+            return cand
+    return tempfile.gettempdir()
+
+
+def block_device(path: str) -> Optional[str]:
+    """Name of the block device holding ``path`` (``vda``, ``nvme0n1p2``), if any."""
+    try:
+        st = os.stat(path)
+        link = os.path.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
+        return os.path.basename(link)
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------
+# Measurement
+# --------------------------------------------------------------------------
+
+class Recorder:
+    """What a side's ``run`` reports: counts and per-operation latencies.
+
+    ``ops`` are the unit the side waits on (a write, an append); ``entries``
+    are Raft entries (the headline unit); ``payload`` is the entry bytes
+    (``len(data)`` summed), the denominator of write amplification.  Threads
+    should keep their own lists and call :meth:`add` once at the end.
+    """
+
+    def __init__(self):
+        self.ops = 0
+        self.entries = 0
+        self.payload = 0
+        self.latencies: list[float] = []  # seconds
+        self.syncs: Optional[int] = None  # set by sides that count their own
+        self.writes: Optional[int] = None
+
+    def add(self, ops: int, entries: int, payload: int, latencies: Sequence[float] = ()):
+        self.ops += ops
+        self.entries += entries
+        self.payload += payload
+        self.latencies.extend(latencies)
+
+
+class Side:
+    """One contender.  Subclasses set ``label``/``unit`` and implement ``run``."""
+
+    label = "?"
+    op_name = "op"  # what one latency sample is ("write", "append")
+
+    def setup(self) -> None:
+        pass
+
+    def run(self, seconds: float, rec: Recorder) -> None:
+        raise NotImplementedError
+
+    def maintain(self) -> None:
+        """Untimed work between runs (compaction, ...)."""
+
+    def counters(self) -> Optional[dict]:
+        """Cumulative ``{"writes": n, "syncs": n, ...}`` if the side knows them."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class RunResult:
+    seconds: float
+    ops: int
+    entries: int
+    payload: int
+    cpu_user: float
+    cpu_sys: float
+    others_cpu: float  # CPU-seconds used by other processes meanwhile
+    rss: int
+    disk_write: int  # bytes this process caused to be written to storage
+    device_write: Optional[int]  # bytes written to the block device (everyone's)
+    syncs: Optional[int]
+    writes: Optional[int]
+
+    @property
+    def throughput(self) -> float:
+        return self.entries / self.seconds if self.seconds else 0.0
+
+
+class Meter:
+    """Context manager measuring one run: wall, CPU, RSS, I/O, others' CPU."""
+
+    def __init__(self, device: Optional[str]):
+        self.device = device
+        self.proc = psutil.Process() if psutil else None
+
+    def _device_bytes(self) -> Optional[int]:
+        if not (psutil and self.device):
+            return None
+        try:
+            return psutil.disk_io_counters(perdisk=True)[self.device].write_bytes
+        except (KeyError, RuntimeError, OSError):
+            return None
+
+    def _sys_busy(self) -> float:
+        if not psutil:
+            return 0.0
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+
+    def __enter__(self):
+        p = self.proc
+        self.c0 = p.cpu_times() if p else None
+        self.io0 = _io_write(p)
+        self.dev0 = self._device_bytes()
+        self.sys0 = self._sys_busy()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.elapsed = time.perf_counter() - self.t0
+        p = self.proc
+        if p:
+            c1 = p.cpu_times()
+            self.user = c1.user - self.c0.user
+            self.sys = c1.system - self.c0.system
+            self.rss = p.memory_info().rss
+        else:
+            self.user = self.sys = 0.0
+            self.rss = 0
+        io1 = _io_write(p)
+        self.disk = io1 - self.io0 if io1 is not None and self.io0 is not None else 0
+        dev1 = self._device_bytes()
+        self.dev = dev1 - self.dev0 if dev1 is not None and self.dev0 is not None else None
+        self.others = max(0.0, self._sys_busy() - self.sys0 - self.user - self.sys)
+        return False
+
+
+def _io_write(proc) -> Optional[int]:
+    if proc is None:
+        return None
+    try:
+        return proc.io_counters().write_bytes
+    except (AttributeError, psutil.AccessDenied, OSError):
+        return None
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> Optional[float]:
+    if not sorted_values:
+        return None
+    k = (len(sorted_values) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+@dataclass
+class Result:
+    """One side, aggregated over its measured runs."""
+
+    label: str
+    op_name: str
+    runs: list = field(default_factory=list)
+    latencies: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def _sum(self, attr):
+        return sum(getattr(r, attr) for r in self.runs)
+
+    @property
+    def seconds(self):
+        return self._sum("seconds")
+
+    @property
+    def entries_per_s(self):
+        return self._sum("entries") / self.seconds if self.seconds else 0.0
+
+    @property
+    def ops_per_s(self):
+        return self._sum("ops") / self.seconds if self.seconds else 0.0
+
+    def _lat(self, q):
+        if not hasattr(self, "_sorted") or len(self._sorted) != len(self.latencies):
+            self._sorted = sorted(self.latencies)
+        v = _percentile(self._sorted, q)
+        return None if v is None else v * 1e3
+
+    @property
+    def p50_ms(self):
+        return self._lat(0.50)
+
+    @property
+    def p99_ms(self):
+        return self._lat(0.99)
+
+    @property
+    def p999_ms(self):
+        return self._lat(0.999)
+
+    @property
+    def max_ms(self):
+        return max(self.latencies) * 1e3 if self.latencies else None
+
+    def per_op(self, attr):
+        ops = self._sum("ops")
+        return self._sum(attr) / ops * 1e6 if ops else None  # microseconds
+
+    @property
+    def cpu_cores(self):
+        return (self._sum("cpu_user") + self._sum("cpu_sys")) / self.seconds if self.seconds else None
+
+    @property
+    def others_cores(self):
+        return self._sum("others_cpu") / self.seconds if self.seconds else None
+
+    @property
+    def rss_mib(self):
+        return max((r.rss for r in self.runs), default=0) / 2**20
+
+    @property
+    def write_amp(self):
+        payload = self._sum("payload")
+        return self._sum("disk_write") / payload if payload else None
+
+    @property
+    def device_write_amp(self):
+        payload = self._sum("payload")
+        if not payload or any(r.device_write is None for r in self.runs):
+            return None
+        return self._sum("device_write") / payload
+
+    def _counted(self, attr):
+        vals = [getattr(r, attr) for r in self.runs]
+        return None if any(v is None for v in vals) else sum(vals)
+
+    @property
+    def syncs_per_s(self):
+        syncs = self._counted("syncs")
+        return syncs / self.seconds if syncs is not None and self.seconds else None
+
+    @property
+    def entries_per_sync(self):
+        syncs = self._counted("syncs")
+        return self._sum("entries") / syncs if syncs else None
+
+    @property
+    def writes_per_sync(self):
+        syncs, writes = self._counted("syncs"), self._counted("writes")
+        return writes / syncs if syncs and writes is not None else None
+
+    def to_dict(self) -> dict:
+        keys = ["entries_per_s", "ops_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms",
+                "cpu_cores", "others_cores", "rss_mib", "write_amp", "device_write_amp",
+                "syncs_per_s", "entries_per_sync", "writes_per_sync"]
+        d = {"label": self.label, "op": self.op_name, "seconds": self.seconds}
+        d.update({k: getattr(self, k) for k in keys})
+        d["cpu_user_us_per_op"] = self.per_op("cpu_user")
+        d["cpu_sys_us_per_op"] = self.per_op("cpu_sys")
+        d["samples"] = len(self.latencies)
+        d["runs"] = [dataclasses.asdict(r) | {"entries_per_s": r.throughput} for r in self.runs]
+        d["notes"] = list(self.notes)
+        return d
+
+
+@dataclass
+class Comparison:
+    name: str
+    title: str
+    ours: Optional[Result] = None
+    ref: Optional[Result] = None
+    targets: tuple = ()
+    notes: list = field(default_factory=list)
+    skipped: Optional[str] = None  # the whole benchmark did not run
+    error: Optional[str] = None
+    target_applies: bool = True  # False when the reference is a stand-in
+    params: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> Optional[float]:
+        if not (self.ours and self.ref) or not self.ref.entries_per_s:
+            return None
+        return self.ours.entries_per_s / self.ref.entries_per_s
+
+    def checks(self) -> list:
+        return [(t, t.actual(self), t.met(self)) for t in self.targets]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "params": self.params,
+            "skipped": self.skipped,
+            "error": self.error,
+            "ratio": self.ratio,
+            "target_applies": self.target_applies,
+            "targets": [
+                {"target": t.describe(), "metric": t.metric, "op": t.op, "value": t.value,
+                 "actual": a, "met": m}
+                for t, a, m in self.checks()
+            ],
+            "ours": self.ours.to_dict() if self.ours else None,
+            "reference": self.ref.to_dict() if self.ref else None,
+            "notes": list(self.notes),
+        }
+
+
+def _measure_run(side: Side, seconds: float, device: Optional[str]) -> tuple[RunResult, list]:
+    rec = Recorder()
+    c0 = side.counters()
+    with Meter(device) as m:
+        side.run(seconds, rec)
+    c1 = side.counters()
+    syncs, writes = rec.syncs, rec.writes
+    if c0 is not None and c1 is not None:
+        syncs = c1.get("syncs", 0) - c0.get("syncs", 0)
+        writes = c1.get("writes", 0) - c0.get("writes", 0)
+    run = RunResult(
+        seconds=m.elapsed, ops=rec.ops, entries=rec.entries, payload=rec.payload,
+        cpu_user=m.user, cpu_sys=m.sys, others_cpu=m.others, rss=m.rss,
+        disk_write=m.disk, device_write=m.dev, syncs=syncs, writes=writes,
+    )
+    return run, rec.latencies
+
+
+def compare(cfg: Config, comp: Comparison, ours: Side, make_ref, device: Optional[str] = None) -> Comparison:
+    """Warm up and measure ``ours`` and the reference, alternating, into ``comp``.
+
+    ``make_ref`` is a :class:`Side` or a callable ``f(ours) -> Side`` called
+    after ours has warmed up (so the reference can copy ours' record sizes).
+    Sides are closed on the way out.
+    """
+    sides = []
+    try:
+        ours.setup()
+        sides.append(ours)
+        cfg.log(f"  warm-up {ours.label} ({cfg.warmup:g} s)")
+        ours.run(cfg.warmup, Recorder())
+        ref = make_ref(ours) if callable(make_ref) and not isinstance(make_ref, Side) else make_ref
+        ours.maintain()  # after make_ref: its compaction batch must not skew bytes per write
+        ref.setup()
+        sides.append(ref)
+        cfg.log(f"  warm-up {ref.label} ({cfg.warmup:g} s)")
+        ref.run(cfg.warmup, Recorder())
+        ref.maintain()
+        results = {id(ours): Result(ours.label, ours.op_name), id(ref): Result(ref.label, ref.op_name)}
+        for r in range(cfg.runs):
+            order = (ours, ref) if r % 2 == 0 else (ref, ours)
+            for side in order:
+                run, lats = _measure_run(side, cfg.run_seconds, device)
+                res = results[id(side)]
+                res.runs.append(run)
+                res.latencies.extend(lats)
+                cfg.log(f"  run {r + 1}/{cfg.runs} {side.label:<34} {fmt_num(run.throughput)} entries/s"
+                        f"  ({run.ops} {side.op_name}s in {run.seconds:.2f} s)")
+                side.maintain()
+        comp.ours, comp.ref = results[id(ours)], results[id(ref)]
+        comp.notes.extend(io_notes(comp.ours) + io_notes(comp.ref))
+        return comp
+    finally:
+        for side in reversed(sides):
+            try:
+                side.close()
+            except Exception as e:  # a failing close must not hide the results
+                comp.notes.append(f"close {side.label}: {e!r}")
+
+
+# --------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------
+
+def fmt_num(v, digits: int = 3) -> str:
+    """Human number: 1,234,567 / 12.3 / 0.123 / '-'."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, str):
+        return v
+    av = abs(v)
+    if av >= 1000:
+        return f"{v:,.0f}"
+    if av >= 100:
+        return f"{v:.1f}"
+    if av >= 1:
+        return f"{v:.2f}"
+    if av == 0:
+        return "0"
+    return f"{v:.{digits}f}" if av >= 0.001 else f"{v:.2e}"
+
+
+def fmt_ratio(v) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def fmt_rate(v, unit: str = "/s") -> str:
+    if v is None:
+        return "-"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{suffix}{unit}"
+    return f"{v:.3g}{unit}"
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str], right: Iterable[int] = ()) -> str:
+    """Aligned plain-text table; columns in ``right`` are right-aligned."""
+    right = set(right)
+    cols = list(zip(*([header] + [list(map(str, r)) for r in rows])))
+    widths = [max(len(c) for c in col) for col in cols]
+
+    def line(cells):
+        return "  ".join(
+            (c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), sep] + [line(list(map(str, r))) for r in rows])
+
+
+def _ratio(a, b):
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def detail_table(comp: Comparison) -> str:
+    o, r = comp.ours, comp.ref
+    if o is None:
+        return ""
+    rows = []
+
+    def add(name, fo, fr, fmt=fmt_num, show_ratio=True):
+        vo, vr = fo(o), (fr(r) if r else None)
+        rows.append([name, fmt(vo), fmt(vr), fmt_ratio(_ratio(vo, vr)) if show_ratio else ""])
+
+    add("entries/s", lambda x: x.entries_per_s, lambda x: x.entries_per_s)
+    add(f"ops/s ({o.op_name}s / {r.op_name + 's' if r else '-'})", lambda x: x.ops_per_s, lambda x: x.ops_per_s)
+    add("latency p50 (ms)", lambda x: x.p50_ms, lambda x: x.p50_ms)
+    add("latency p99 (ms)", lambda x: x.p99_ms, lambda x: x.p99_ms)
+    add("latency p99.9 (ms)", lambda x: x.p999_ms, lambda x: x.p999_ms)
+    add("latency max (ms)", lambda x: x.max_ms, lambda x: x.max_ms)
+    add("CPU user (us/op)", lambda x: x.per_op("cpu_user"), lambda x: x.per_op("cpu_user"))
+    add("CPU sys (us/op)", lambda x: x.per_op("cpu_sys"), lambda x: x.per_op("cpu_sys"))
+    add("CPU busy (cores)", lambda x: x.cpu_cores, lambda x: x.cpu_cores)
+    add("RSS max (MiB)", lambda x: x.rss_mib, lambda x: x.rss_mib)
+    add("write amp. (process I/O)", lambda x: x.write_amp, lambda x: x.write_amp)
+    add("write amp. (device, shared)", lambda x: x.device_write_amp, lambda x: x.device_write_amp)
+    add("fdatasync/s", lambda x: x.syncs_per_s, lambda x: x.syncs_per_s)
+    add("entries per fdatasync", lambda x: x.entries_per_sync, lambda x: x.entries_per_sync)
+    add("writes per fdatasync", lambda x: x.writes_per_sync, lambda x: x.writes_per_sync)
+    add("others' CPU (cores, noise)", lambda x: x.others_cores, lambda x: x.others_cores, show_ratio=False)
+    spread = lambda x: " ".join(fmt_rate(run.throughput, "") for run in x.runs)  # noqa: E731
+    rows.append(["entries/s per run", spread(o), spread(r) if r else "-", ""])
+    header = ["metric", o.label, r.label if r else "reference", "ours/ref"]
+    return table(rows, header, right=(1, 2, 3))
+
+
+def io_notes(res: Result) -> list:
+    """Warn when the process I/O counter and the device disagree a lot."""
+    wa, dev = res.write_amp, res.device_write_amp
+    if wa and dev and wa > 3 * dev and wa > 4:
+        return [f"{res.label}: process write_bytes ({wa:.1f}x payload) far above what the device "
+                f"wrote ({dev:.1f}x): the kernel charges a whole (large) page-cache folio each "
+                f"time any byte of it is dirtied; the device figure is closer to the truth"]
+    return []
+
+
+def print_comparison(comp: Comparison) -> None:
+    print(f"\n== {comp.name}: {comp.title}")
+    if comp.skipped:
+        print(f"   skipped: {comp.skipped}")
+    if comp.error:
+        print(f"   ERROR: {comp.error}")
+    if comp.ours:
+        print(detail_table(comp))
+    for t, actual, met in comp.checks():
+        shown = fmt_ratio(actual) if t.metric == "ratio" else fmt_num(actual)
+        verdict = "n/a" if met is None else ("met" if met else "NOT met")
+        print(f"   target {t.describe():<14} actual {shown:<10} {verdict}")
+    for n in comp.notes:
+        print(f"   note: {n}")
+
+
+def summary_rows(comps: Sequence[Comparison]) -> list:
+    rows = []
+    for c in comps:
+        if c.skipped or c.error or not c.ours:
+            why = c.skipped and f"skipped: {c.skipped}" or f"ERROR: {c.error}"
+            rows.append([c.name, "-", "-", "-", ", ".join(t.describe() for t in c.targets), why[:60]])
+            continue
+        ours = f"{fmt_rate(c.ours.entries_per_s)} p99 {fmt_num(c.ours.p99_ms)} ms"
+        ref = (f"{fmt_rate(c.ref.entries_per_s)} p99 {fmt_num(c.ref.p99_ms)} ms ({c.ref.label})"
+               if c.ref else "-")
+        verdicts = []
+        for t, _actual, met in c.checks():
+            verdicts.append("n/a" if met is None else ("yes" if met else "NO"))
+        rows.append([c.name, ours, ref, fmt_ratio(c.ratio),
+                     ", ".join(t.describe() for t in c.targets) or "-", ", ".join(verdicts) or "-"])
+    return rows
+
+
+def summary_table(comps: Sequence[Comparison]) -> str:
+    return table(summary_rows(comps), ["workload", "ours", "reference", "ratio", "target", "met?"],
+                 right=(3,))
+
+
+# --------------------------------------------------------------------------
+# Output: JSON and optional plot
+# --------------------------------------------------------------------------
+
+def environment(cfg: Config) -> dict:
+    env = {
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "dir": cfg.base_dir,
+        "fs_type": fs_type(cfg.base_dir),
+        "device": block_device(cfg.base_dir),
+        "config": dataclasses.asdict(cfg),
+    }
+    try:
+        import pyraftlog
+
+        env["pyraftlog"] = getattr(pyraftlog, "__version__", "?")
+        env["pyraftlog_file"] = getattr(pyraftlog, "__file__", None)
+    except Exception as e:  # noqa: BLE001 - recorded, not fatal
+        env["pyraftlog"] = f"not importable: {e!r}"
+    return env
+
+
+def save_json(comps: Sequence[Comparison], cfg: Config, filename: str, env: dict) -> str:
+    os.makedirs(OUT_DIR, exist_ok=True)
+    env = dict(env)
+    env["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    path = os.path.join(OUT_DIR, filename)
+    with open(path, "w") as f:
+        json.dump({"environment": env, "benchmarks": [c.to_dict() for c in comps]}, f, indent=1,
+                  default=str)
+    return path
+
+
+def save_plot(comps: Sequence[Comparison], filename: str) -> Optional[str]:
+    """Bar chart of ratios vs targets and p99 latencies; silently None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:  # noqa: BLE001 - optional
+        return None
+    done = [c for c in comps if c.ours and c.ref]
+    if not done:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [c.name for c in done]
+    ratios = [c.ratio or 0 for c in done]
+    ax1.bar(names, ratios, color=["tab:green" if all(m is not False for _, _, m in c.checks())
+                                  else "tab:red" for c in done])
+    for i, c in enumerate(done):
+        for t in c.targets:
+            if t.metric == "ratio":
+                ax1.hlines(t.value, i - 0.4, i + 0.4, colors="black", linestyles="dashed")
+    ax1.set_ylabel("ours / reference (entries/s)")
+    ax1.set_title("throughput ratio (dashed: target)")
+    ax1.tick_params(axis="x", rotation=20)
+    x = range(len(done))
+    ax2.bar([i - 0.2 for i in x], [c.ours.p99_ms or 0 for c in done], width=0.4, label="pyraftlog")
+    ax2.bar([i + 0.2 for i in x], [c.ref.p99_ms or 0 for c in done], width=0.4, label="reference")
+    ax2.set_xticks(list(x), names, rotation=20)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("p99 latency (ms)")
+    ax2.legend()
+    fig.tight_layout()
+    os.makedirs(OUT_DIR, exist_ok=True)
+    path = os.path.join(OUT_DIR, filename)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------
+
+def ensure_importable() -> None:
+    """Let ``import pyraftlog`` find the work tree when it is not installed."""
+    try:
+        import pyraftlog  # noqa: F401
+    except ImportError:
+        if REPO_DIR not in sys.path:
+            sys.path.insert(0, REPO_DIR)
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=None,
+                   help=f"measured seconds per side per workload (default {DEFAULT_SECONDS:g}, "
+                        f"quick {QUICK_SECONDS:g})")
+    p.add_argument("--runs", type=int, default=None,
+                   help=f"measured runs per side, alternating with the reference (default "
+                        f"{DEFAULT_RUNS}, quick {QUICK_RUNS})")
+    p.add_argument("--warmup", type=float, default=None,
+                   help=f"warm-up seconds per side (default {DEFAULT_WARMUP:g}, quick {QUICK_WARMUP:g})")
+    p.add_argument("--dir", default=None,
+                   help="directory for the logs and reference files (default: a temp dir under "
+                        "/var/tmp or /tmp, whichever is a real disk, not tmpfs)")
+    p.add_argument("--quick", action="store_true", help="short runs (the whole suite in well under a minute)")
+    p.add_argument("--only", action="append", default=None, metavar="NAME",
+                   help="run only this benchmark (repeatable)")
+    p.add_argument("--list", action="store_true", help="list the registered benchmarks and exit")
+    p.add_argument("--keep", action="store_true", help="keep the work directories")
+    p.add_argument("--no-plot", action="store_true", help="do not write a PNG even if matplotlib is installed")
+    p.add_argument("--json", default=None, help="file name under perf/out/ for the JSON results")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-run progress lines")
+    return p
+
+
+def config_from_args(args) -> Config:
+    seconds = args.seconds if args.seconds is not None else (QUICK_SECONDS if args.quick else DEFAULT_SECONDS)
+    runs = args.runs if args.runs is not None else (QUICK_RUNS if args.quick else DEFAULT_RUNS)
+    warmup = args.warmup if args.warmup is not None else (QUICK_WARMUP if args.quick else DEFAULT_WARMUP)
+    base = args.dir or default_base_dir()
+    os.makedirs(base, exist_ok=True)
+    return Config(seconds=max(seconds, 0.05), runs=max(1, runs), warmup=max(0.0, warmup),
+                  base_dir=base, quick=args.quick, keep=args.keep, verbose=not args.quiet)
+
+
+def run_benchmarks(cfg: Config, names: Sequence[str]) -> list:
+    comps = []
+    for name in names:
+        b = BENCHMARKS[name]
+        cfg.log(f"\n>> {name}: {b.title}")
+        # Watchdog: a hung ticket (engine bug) must not hang `make perf`.
+        budget = 2 * (cfg.seconds + 2 * cfg.warmup) + 180
+        faulthandler.dump_traceback_later(budget, exit=True)
+        t0 = time.perf_counter()
+        try:
+            comp = b.fn(cfg)
+        except Exception as e:  # noqa: BLE001 - one failing workload must not hide the others
+            comp = Comparison(name, b.title, error=f"{type(e).__name__}: {e}")
+            comp.notes.append(traceback.format_exc().strip().splitlines()[-3].strip())
+            if cfg.verbose:
+                traceback.print_exc()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        comp.targets = comp.targets or b.targets
+        comp.params.setdefault("wall_seconds", round(time.perf_counter() - t0, 2))
+        print_comparison(comp)
+        comps.append(comp)
+    return comps
+
+
+def main(names: Optional[Sequence[str]] = None, description: str = "", json_name: str = "results.json",
+         argv: Optional[Sequence[str]] = None) -> list:
+    """Parse the common options, run ``names`` (default: all registered), print, save."""
+    args = parser(description).parse_args(argv)
+    names = list(names) if names is not None else list(BENCHMARKS)
+    if args.list:
+        for n in names:
+            print(f"{n:<22} {BENCHMARKS[n].title}")
+        return []
+    if args.only:
+        unknown = [n for n in args.only if n not in BENCHMARKS]
+        if unknown:
+            raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+        names = [n for n in names if n in args.only]
+    if psutil is None:
+        print("warning: psutil is not installed: no CPU, RSS or I/O figures", file=sys.stderr)
+    cfg = config_from_args(args)
+    kind = fs_type(cfg.base_dir)
+    free = shutil.disk_usage(cfg.base_dir).free
+    print(f"pyraftlog perf: dir {cfg.base_dir} ({kind}, {free / 2**30:.0f} GiB free), "
+          f"{cfg.runs} x {cfg.run_seconds:.2g} s per side, warm-up {cfg.warmup:g} s, "
+          f"{os.cpu_count()} CPUs, load {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if kind in TMPFS_TYPES:
+        print(f"warning: {cfg.base_dir} is {kind}: fdatasync costs nothing there; the figures "
+              f"do not describe a disk", file=sys.stderr)
+    env = environment(cfg)
+    comps = run_benchmarks(cfg, names)
+    print("\n" + summary_table(comps))
+    path = save_json(comps, cfg, args.json or json_name, env)
+    print(f"\nresults: {os.path.relpath(path)}")
+    if not args.no_plot:
+        png = save_plot(comps, os.path.splitext(os.path.basename(path))[0] + ".png")
+        if png:
+            print(f"plot:    {os.path.relpath(png)}")
+    return comps

@@ -1,0 +1,599 @@
+"""PySyncObj on pyraftlog: a 3-process cluster, a SIGKILL, a restart, a check.
+
+Run ``python -m pyraftlog.contrib.demo`` (``--help`` for the knobs).  The
+coordinator (this process) starts one child process per node on 127.0.0.1.
+Each child opens ONE ``pyraftlog.Engine`` and runs ``--groups`` PySyncObj
+groups in it (one ``SyncObj`` per group, each with a replicated key-value
+store), all journals sharing that engine's log.  Then:
+
+1. every child drives writes into every group for ``--duration`` seconds
+   (``--window`` commands in flight per group) and records each write that
+   PySyncObj acknowledged in an append-only file;
+2. after ``--kill-at`` seconds the node that leads the most groups is killed
+   with SIGKILL and started again at once: it rebuilds every group from its
+   pyraftlog log (PySyncObj's log compaction is off, so there is no dump
+   file), then catches up with the others;
+3. when the load is over, the coordinator waits until every group's state is
+   identical on every node, checks that every acknowledged write is present
+   with its value on every node, and prints a summary.
+
+Exit status: 0 when every group is consistent, 1 on any inconsistency or
+timeout, 2 on a usage error.  Every wait is bounded, and the children are
+killed on every exit path of the coordinator (and die with it: they watch
+their standard input and ask the kernel for SIGKILL when their parent dies).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+try:  # the demo needs pysyncobj; the Store class below is also used by the tests
+    from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+except ImportError:  # pragma: no cover - reported by main()
+    SyncObj = None
+    SyncObjConsumer = object
+
+    def replicated(func):
+        return func
+
+CHAIN0 = b"\0" * 16
+
+
+def value_for(key):
+    """The value the demo writes under ``key`` (so any node can check it)."""
+    return hashlib.blake2b(key.encode(), digest_size=8).digest()
+
+
+class Store(SyncObjConsumer):
+    """A replicated key-value store with an order-sensitive digest.
+
+    ``head`` is ``(number of writes applied, blake2b chain over them)``,
+    replaced as one object so other threads can read it safely: two replicas
+    with equal heads applied the same writes in the same order.
+    """
+
+    def __init__(self):
+        super(Store, self).__init__()
+        self.kv = {}
+        self.head = (0, CHAIN0)
+
+    @replicated
+    def set(self, key, value):
+        self.kv[key] = value
+        count, chain = self.head
+        chain = hashlib.blake2b(chain + key.encode() + b"=" + value, digest_size=16).digest()
+        self.head = (count + 1, chain)
+        return count + 1
+
+    def get(self, key):
+        return self.kv.get(key)
+
+
+# ====================================================================== child
+
+def _die_with_parent():
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # pragma: no cover - not Linux: stdin EOF still works
+        pass
+
+
+class Child(object):
+    def __init__(self, cfg, node):
+        self.cfg = cfg
+        self.node = node
+        self.out_lock = threading.Lock()
+        self.engine = None
+        self.objs = []
+        self.stores = []
+        self.load_thread = None
+
+    def send(self, msg):
+        line = json.dumps(msg) + "\n"
+        with self.out_lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def start(self):
+        import pyraftlog
+        from pyraftlog.contrib.pysyncobj import install
+
+        cfg, node = self.cfg, self.node
+        ndir = os.path.join(cfg["dir"], "node%d" % node)
+        t0 = time.monotonic()
+        self.engine = pyraftlog.open(os.path.join(ndir, "log"), sync=cfg["sync"])
+        open_s = time.monotonic() - t0
+        recovered = self.engine.stats().get("recovered_batches", 0)
+        install(self.engine)
+        ports = cfg["ports"]
+        for g in range(cfg["groups"]):
+            me = "127.0.0.1:%d" % ports[node][g]
+            partners = ["127.0.0.1:%d" % ports[n][g] for n in range(cfg["nodes"]) if n != node]
+            conf = SyncObjConf(
+                journalFile="group-%d" % g,
+                fullDumpFile=os.path.join(ndir, "group-%d.dump" % g),
+                # no log compaction: a restarted node rebuilds from the log alone
+                logCompactionMinEntries=10 ** 9,
+                logCompactionMinTime=10 ** 9,
+                raftMinTimeout=cfg["raft_min_timeout"],
+                raftMaxTimeout=cfg["raft_min_timeout"] * 2.5,
+                appendEntriesPeriod=0.05,
+                connectionRetryTime=0.5,
+                connectionTimeout=2.0,
+                leaderFallbackTimeout=5.0,
+                commandsQueueSize=10000,
+            )
+            store = Store()
+            self.stores.append(store)
+            self.objs.append(SyncObj(me, partners, conf=conf, consumers=[store]))
+        self.send({"event": "ready", "open_s": open_s,
+                   "create_s": time.monotonic() - t0, "recovered_batches": recovered})
+
+    # ------------------------------------------------------------- requests
+
+    def status(self):
+        return {
+            "leaders": sum(1 for o in self.objs if o._isLeader()),
+            "with_leader": sum(1 for o in self.objs if o._getLeader() is not None),
+            "ready": sum(1 for o in self.objs if o.isReady()),
+            "groups": len(self.objs),
+        }
+
+    def heads(self):
+        out = []
+        for s in self.stores:
+            count, chain = s.head
+            out.append([count, chain.hex()])
+        return {"heads": out, "applied": [o.raftLastApplied for o in self.objs]}
+
+    def verify(self, ack_files):
+        checked = missing = wrong = 0
+        examples = []
+        for path in ack_files:
+            try:
+                with open(path) as f:
+                    lines = f.read().split("\n")
+            except FileNotFoundError:
+                continue
+            for line in lines[:-1]:      # the last one may be torn by SIGKILL
+                g, key = line.split(" ", 1)
+                got = self.stores[int(g)].get(key)
+                checked += 1
+                if got is None:
+                    missing += 1
+                elif got != value_for(key):
+                    wrong += 1
+                else:
+                    continue
+                if len(examples) < 5:
+                    examples.append([int(g), key])
+        return {"checked": checked, "missing": missing, "wrong": wrong, "examples": examples}
+
+    def stats(self):
+        st = self.engine.stats()
+        return {"stats": {k: v for k, v in st.items() if isinstance(v, (int, float))}}
+
+    def load(self, duration, window, ack_path):
+        """Drive writes into every group; acknowledged keys go to ack_path."""
+        lock = threading.Lock()
+        inflight = [dict() for _ in self.stores]   # key -> send time
+        acked = []
+        counters = {"acked": 0, "failed": 0, "expired": 0}
+        fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+        def make_cb(g, key):
+            def cb(result, err):
+                with lock:
+                    inflight[g].pop(key, None)
+                    if err == FAIL_REASON.SUCCESS:
+                        acked.append("%d %s\n" % (g, key))
+                        counters["acked"] += 1
+                    else:
+                        counters["failed"] += 1
+            return cb
+
+        def run():
+            seq = 0
+            start = time.monotonic()
+            deadline = start + duration
+            last_flush = start
+            try:
+                while True:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        break
+                    for g, store in enumerate(self.stores):
+                        with lock:
+                            fl = inflight[g]
+                            for key, sent in list(fl.items()):
+                                if now - sent > 5.0:       # lost callback (leader died)
+                                    del fl[key]
+                                    counters["expired"] += 1
+                            free = window - len(fl)
+                        for _ in range(free):
+                            seq += 1
+                            key = "n%d-%d" % (self.node, seq)
+                            with lock:
+                                inflight[g][key] = now
+                            store.set(key, value_for(key), callback=make_cb(g, key))
+                    if now - last_flush > 0.05:
+                        with lock:
+                            data, acked[:] = "".join(acked), []
+                        if data:
+                            os.write(fd, data.encode())
+                        last_flush = now
+                    time.sleep(0.005)
+                # let the last commands finish (bounded)
+                end = time.monotonic() + 5.0
+                while time.monotonic() < end:
+                    with lock:
+                        if not any(inflight):
+                            break
+                    time.sleep(0.02)
+                with lock:
+                    data, acked[:] = "".join(acked), []
+                    counters["inflight_left"] = sum(len(f) for f in inflight)
+                if data:
+                    os.write(fd, data.encode())
+            finally:
+                os.close(fd)
+            with lock:
+                msg = dict(counters)
+            msg.update({"event": "load_done", "seconds": time.monotonic() - start})
+            self.send(msg)
+
+        self.load_thread = threading.Thread(target=run, name="load", daemon=True)
+        self.load_thread.start()
+        return {"started": True}
+
+    def shutdown(self):
+        for o in self.objs:
+            o.destroy()
+        deadline = time.monotonic() + 10
+        for o in self.objs:
+            while o.tick_thread_alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.engine.close()
+
+    def serve(self):
+        for line in sys.stdin:
+            msg = json.loads(line)
+            cmd, rid = msg["cmd"], msg.get("id")
+            try:
+                if cmd == "status":
+                    reply = self.status()
+                elif cmd == "heads":
+                    reply = self.heads()
+                elif cmd == "verify":
+                    reply = self.verify(msg["ack_files"])
+                elif cmd == "stats":
+                    reply = self.stats()
+                elif cmd == "load":
+                    reply = self.load(msg["duration"], msg["window"], msg["ack_path"])
+                elif cmd == "exit":
+                    self.shutdown()
+                    self.send({"id": rid, "bye": True})
+                    return 0
+                else:
+                    reply = {"error": "unknown command %r" % cmd}
+            except Exception as exc:  # reported to the coordinator
+                reply = {"error": "%s: %s" % (type(exc).__name__, exc)}
+            reply["id"] = rid
+            self.send(reply)
+        return 3   # stdin closed: the coordinator is gone
+
+
+def child_main(cfg_path, node):
+    import logging
+    _die_with_parent()
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s node" + str(node) + " %(name)s %(levelname)s %(message)s")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    child = Child(cfg, node)
+    child.start()
+    code = child.serve()
+    sys.stdout.flush()
+    os._exit(code)
+
+
+# ================================================================ coordinator
+
+class DemoError(Exception):
+    pass
+
+
+def free_ports(count):
+    """``count`` distinct free TCP ports on 127.0.0.1 (bound to port 0 together)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class ChildHandle(object):
+    def __init__(self, node, cfg_path, log_path):
+        self.node = node
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyraftlog.contrib.demo", "--child", cfg_path, str(node)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.started = time.monotonic()
+        self.events = queue.Queue()
+        self.replies = queue.Queue()
+        self.next_id = 0
+        threading.Thread(target=self._reader, daemon=True).start()
+
+    def _reader(self):
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            (self.replies if "id" in msg else self.events).put(msg)
+        self.events.put({"event": "eof"})
+
+    def request(self, cmd, timeout=15.0, **kw):
+        self.next_id += 1
+        kw.update(cmd=cmd, id=self.next_id)
+        try:
+            self.proc.stdin.write((json.dumps(kw) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise DemoError("node %d is gone (exit %s)" % (self.node, self.proc.poll()))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DemoError("node %d: no answer to %r in %.0f s" % (self.node, cmd, timeout))
+            try:
+                msg = self.replies.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise DemoError("node %d exited (%s) during %r" % (self.node, self.proc.returncode, cmd))
+                continue
+            if msg.get("id") != self.next_id:
+                continue
+            if "error" in msg:
+                raise DemoError("node %d: %s" % (self.node, msg["error"]))
+            return msg
+
+    def wait_event(self, name, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DemoError("node %d: no %r event in %.0f s" % (self.node, name, timeout))
+            try:
+                msg = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if msg.get("event") == name:
+                return msg
+            if msg.get("event") == "eof":
+                raise DemoError("node %d exited (%s) before %r" % (self.node, self.proc.wait(5), name))
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self.log.close()
+
+    def stop(self, timeout=20.0):
+        """Graceful exit; SIGKILL if it does not happen in time."""
+        try:
+            if self.proc.poll() is None:
+                self.request("exit", timeout=timeout)
+                self.proc.wait(5)
+        except (DemoError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+def wait_until(what, pred, timeout, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = pred()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise DemoError("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def run_demo(args, workdir):
+    nodes, groups = args.nodes, args.groups
+    ports = free_ports(nodes * groups)
+    cfg = {
+        "dir": workdir, "nodes": nodes, "groups": groups, "sync": not args.no_sync,
+        "ports": [ports[n * groups:(n + 1) * groups] for n in range(nodes)],
+        "raft_min_timeout": args.raft_timeout,
+    }
+    cfg_path = os.path.join(workdir, "cluster.json")
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    children = {}
+
+    def spawn(n):
+        return ChildHandle(n, cfg_path, os.path.join(workdir, "node%d.log" % n))
+
+    try:
+        t_start = time.monotonic()
+        for n in range(nodes):
+            children[n] = spawn(n)
+        for n in range(nodes):
+            children[n].wait_event("ready", timeout=60)
+        say("started %d processes x %d groups in %.1f s" % (nodes, groups, time.monotonic() - t_start))
+
+        def all_have_leaders():
+            sts = [children[n].request("status") for n in range(nodes)]
+            return sts if all(s["with_leader"] == groups for s in sts) and \
+                sum(s["leaders"] for s in sts) >= groups else None
+        sts = wait_until("a leader in every group", all_have_leaders, timeout=60)
+        say("every group has a leader (%.1f s); leaders per node: %s"
+            % (time.monotonic() - t_start, [s["leaders"] for s in sts]))
+
+        stats0 = {n: children[n].request("stats")["stats"] for n in range(nodes)}
+        ack_files = [os.path.join(workdir, "acks-node%d.txt" % n) for n in range(nodes)]
+        for n in range(nodes):
+            children[n].request("load", duration=args.duration, window=args.window,
+                                ack_path=ack_files[n])
+        t_load = time.monotonic()
+        say("load running for %.0f s (window %d per group per node)" % (args.duration, args.window))
+
+        # ---- SIGKILL the node that leads the most groups, restart it
+        time.sleep(max(0.0, t_load + args.kill_at - time.monotonic()))
+        sts = {n: children[n].request("status") for n in range(nodes)}
+        victim = max(range(nodes), key=lambda n: sts[n]["leaders"])
+        killed_leaders = sts[victim]["leaders"]
+        children[victim].kill()
+        t_kill = time.monotonic()
+        say("t=%.1fs SIGKILL node %d (leader of %d groups)" % (t_kill - t_load, victim, killed_leaders))
+        children[victim] = spawn(victim)
+        ready = children[victim].wait_event("ready", timeout=60)
+        say("node %d restarted: log reopened in %.3f s (%s batches recovered), %d groups created in %.2f s"
+            % (victim, ready["open_s"], ready["recovered_batches"], groups, ready["create_s"]))
+        wait_until("node %d to catch up in every group" % victim,
+                   lambda: children[victim].request("status")["ready"] == groups,
+                   timeout=args.timeout, interval=0.05)
+        recovery_s = time.monotonic() - t_kill
+        say("node %d caught up in every group %.2f s after the kill" % (victim, recovery_s))
+
+        # ---- end of load
+        done = {}
+        for n in range(nodes):
+            if n != victim:
+                done[n] = children[n].wait_event("load_done", timeout=args.duration + 30)
+        load_s = max(d["seconds"] for d in done.values())
+        stats1 = {n: children[n].request("stats")["stats"] for n in range(nodes)}
+
+        # ---- convergence and verification
+        def converged():
+            hs = [children[n].request("heads")["heads"] for n in range(nodes)]
+            return hs if all(h == hs[0] for h in hs) else None
+        wait_until("every group to converge on every node", converged, timeout=args.timeout)
+        heads = wait_until("stable heads", converged, timeout=args.timeout)
+        results = [children[n].request("verify", ack_files=ack_files, timeout=60) for n in range(nodes)]
+
+        acked = results[0]["checked"]      # every acknowledged write, the killed node's too
+        failed = sum(d["failed"] + d["expired"] for d in done.values())
+        writes_applied = sum(h[0] for h in heads[0])
+        bad = [(n, r) for n, r in enumerate(results) if r["missing"] or r["wrong"]]
+        short = [g for g, h in enumerate(heads[0]) if h[0] == 0]
+
+        survivors = [n for n in range(nodes) if n != victim]
+        syncs = sum(stats1[n]["syncs"] - stats0[n]["syncs"] for n in survivors)
+        writes = sum(stats1[n]["writes"] - stats0[n]["writes"] for n in survivors)
+        print("=" * 72)
+        print("pyraftlog + PySyncObj demo: %d processes x %d groups = %d SyncObj, one Engine per process"
+              % (nodes, groups, nodes * groups))
+        print("groups:               %d" % groups)
+        print("load:                 %.1f s, %d commands acknowledged (%.0f commands/s), "
+              "%d failed or unknown (leader changes)" % (load_s, acked, acked / load_s, failed))
+        print("writes applied:       %d (all groups, incl. the killed node's acknowledged ones)"
+              % writes_applied)
+        print("fdatasyncs/s:         %.0f per surviving process (%s)"
+              % (syncs / len(survivors) / load_s,
+                 ", ".join("node %d: %.0f" % (n, (stats1[n]["syncs"] - stats0[n]["syncs"]) / load_s)
+                           for n in survivors)))
+        print("batches per sync:     %.1f (engine writes / fdatasyncs on the surviving processes)"
+              % (writes / syncs if syncs else 0.0))
+        print("killed node:          node %d (SIGKILL at t=%.1f s, leader of %d groups)"
+              % (victim, t_kill - t_load, killed_leaders))
+        print("recovery:             log reopened in %.3f s; all %d groups caught up %.2f s after the kill"
+              % (ready["open_s"], groups, recovery_s))
+        print("acknowledged writes:  %d checked on each of %d nodes, missing %s, wrong %s"
+              % (acked, nodes, [r["missing"] for r in results], [r["wrong"] for r in results]))
+        if bad or short:
+            for n, r in bad:
+                print("INCONSISTENT: node %d misses %d / has %d wrong acknowledged writes, e.g. %s"
+                      % (n, r["missing"], r["wrong"], r["examples"]))
+            if short:
+                print("INCONSISTENT: groups without any write: %s" % short[:10])
+            print("verified: FAILED")
+            return 1
+        print("verified: %d groups consistent" % groups)
+        return 0
+    finally:
+        for c in children.values():
+            c.stop() if c.proc.poll() is None else c.kill()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m pyraftlog.contrib.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--groups", type=int, default=50, help="PySyncObj groups per process (default 50)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
+    p.add_argument("--kill-at", type=float, default=6.0, help="seconds into the load to SIGKILL a node")
+    p.add_argument("--window", type=int, default=4, help="commands in flight per group per node")
+    p.add_argument("--timeout", type=float, default=60.0, help="bound of each catch-up wait (s)")
+    p.add_argument("--raft-timeout", type=float, default=0.6, help="PySyncObj raftMinTimeout (s)")
+    p.add_argument("--dir", help="work directory (default: a new temporary one, removed afterwards)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--no-sync", action="store_true", help="open engines with sync=False")
+    p.add_argument("--quiet", action="store_true", help="print the summary only")
+    p.add_argument("--child", nargs=2, metavar=("CONFIG", "NODE"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return child_main(args.child[0], int(args.child[1]))
+    if SyncObj is None:
+        print("the demo needs pysyncobj: pip install pysyncobj", file=sys.stderr)
+        return 2
+    if args.nodes < 3 or args.groups < 1 or args.duration <= args.kill_at:
+        p.error("need --nodes >= 3, --groups >= 1 and --kill-at < --duration")
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    if args.dir:
+        workdir = os.path.abspath(args.dir)
+        os.makedirs(workdir, exist_ok=True)
+        if os.listdir(workdir):
+            p.error("--dir %s is not empty" % workdir)
+    else:
+        workdir = tempfile.mkdtemp(prefix="pyraftlog-demo-")
+    try:
+        return run_demo(args, workdir)
+    except DemoError as exc:
+        print("demo failed: %s (logs in %s)" % (exc, workdir), file=sys.stderr)
+        args.keep = True
+        return 1
+    finally:
+        if args.keep or args.dir:
+            print("work directory kept: %s" % workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,699 @@
+"""PySyncObj journals stored in one shared pyraftlog engine.
+
+PySyncObj (``pip install pysyncobj``) runs one Raft group per ``SyncObj`` and
+keeps that group's log in a *journal*, created by
+``pysyncobj.journal.createJournal(conf.journalFile)``.  This module provides
+:class:`PyraftlogJournal`, a journal that stores the log, the current term,
+the vote and the commit index as **one group of a shared**
+:class:`pyraftlog.Engine`, so that every ``SyncObj`` of a process writes into
+one write-ahead log and shares its ``fdatasync`` calls (group commit)::
+
+    import pyraftlog
+    from pyraftlog.contrib.pysyncobj import install
+    from pysyncobj import SyncObj, SyncObjConf
+
+    engine = pyraftlog.open("/var/lib/myapp/raftlog")
+    install(engine)          # every SyncObj with a journalFile now uses `engine`
+    conf = SyncObjConf(journalFile="counter-7", fullDumpFile="/var/lib/myapp/counter-7.dump")
+    obj = MySyncObj("127.0.0.1:4321", ["127.0.0.1:4322", "127.0.0.1:4323"], conf=conf)
+
+``install`` replaces ``createJournal`` where ``SyncObj`` looks it up.  The
+``journalFile`` setting becomes a *name*: no file of that name is created; the
+group id is ``group_id_for(journalFile)``, the first 8 bytes (big-endian) of
+``blake2b(os.fsencode(journalFile), digest_size=8)``.  The name is stored in
+the group, so a hash collision or a group written by something else is
+detected when the journal opens (``ValueError``).
+
+Durability (what Raft requires, and where it is enforced):
+
+- ``setCurrentTerm(term, vote)`` writes and waits for the write to be durable
+  before it returns: PySyncObj sends vote requests and grants right after it.
+- ``add`` only buffers: entries go to the engine in one batch at the next read,
+  acknowledgement or timer tick (visible to reads as soon as they are written).
+- A follower acknowledges entries (and an installed snapshot) in
+  ``SyncObj.__sendNextNodeIdx``; ``install`` wraps that method so it calls
+  :meth:`PyraftlogJournal.flush` first (write + wait), so nothing is
+  acknowledged before it is on disk.
+- The leader counts itself in the commit quorum without asking its journal;
+  :meth:`PyraftlogJournal.setRaftCommitIndex` therefore waits until every entry
+  up to the new commit index is durable before PySyncObj applies the entries,
+  answers clients or tells followers the new commit index.
+- The commit index itself is only a hint (as in PySyncObj's ``FileJournal``):
+  it is stored with the next write or by ``onOneSecondTimer``.
+- With ``durable_dumps=True`` (the default) ``install`` also makes PySyncObj's
+  full-dump file (``fullDumpFile``, its snapshot) durable (``fsync`` of the
+  file and of its directory) before PySyncObj reports the dump done and
+  compacts the log, and before a follower acknowledges a received snapshot.
+
+Set ``fullDumpFile`` whenever PySyncObj may compact its log: without it,
+PySyncObj keeps its snapshot in memory only, and a restarted node whose log
+was compacted cannot rebuild its state (this is so with PySyncObj's own
+``FileJournal`` too).
+"""
+
+import collections
+import hashlib
+import logging
+import operator
+import os
+import pickle
+import sys
+import threading
+import weakref
+
+import pyraftlog
+from pyraftlog import Entry, HardState, Snapshot, SnapshotMeta
+
+__all__ = [
+    "PyraftlogJournal",
+    "Installation",
+    "group_id_for",
+    "install",
+    "uninstall",
+    "durable_replace",
+]
+
+logger = logging.getLogger(__name__)
+
+#: kv keys this journal keeps in its group.
+KEY_NAME = b"pysyncobj/name"
+KEY_VOTE = b"pysyncobj/voted_for"
+
+_NO_INDEX = float("inf")
+
+
+def group_id_for(journal_file):
+    """The pyraftlog group id of a PySyncObj ``journalFile`` name.
+
+    ``int.from_bytes(blake2b(os.fsencode(journal_file), digest_size=8).digest(), "big")``:
+    stable across processes, Python versions and machines.  The name is used
+    as given (it is not made absolute).
+    """
+    name = os.fsencode(os.fspath(journal_file))
+    return int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big")
+
+
+def _encode_vote(vote):
+    if vote is None:
+        return None
+    if isinstance(vote, str):
+        return b"s" + vote.encode("utf-8", "surrogatepass")
+    return b"p" + pickle.dumps(vote, protocol=2)
+
+
+def _decode_vote(raw):
+    if raw is None:
+        return None
+    raw = bytes(raw)
+    if raw[:1] == b"s":
+        return raw[1:].decode("utf-8", "surrogatepass")
+    if raw[:1] == b"p":
+        return pickle.loads(raw[1:])
+    raise ValueError("unknown vote encoding %r" % raw[:1])
+
+
+def _as_bytes(command):
+    if type(command) is bytes:
+        return command
+    if isinstance(command, str):
+        return command.encode("utf-8")
+    return bytes(command)
+
+
+def _as_tuple(entry):
+    data = entry.data
+    if type(data) is not bytes:
+        data = bytes(data)
+    return (data, entry.index, entry.term)
+
+
+# One live journal per (engine, group) in a process.
+_live_lock = threading.Lock()
+_live = {}
+
+
+class PyraftlogJournal(object):
+    """PySyncObj's journal interface on one group of a :class:`pyraftlog.Engine`.
+
+    The journal is the list of PySyncObj entries ``(command: bytes, index,
+    term)`` with consecutive indexes; its positions (what ``journal[i]``,
+    ``deleteEntriesFrom(i)`` and ``deleteEntriesTo(i)`` take) start at 0 for
+    the first entry kept.  Group state used:
+
+    - entries: ``Entry(index, term, command)``;
+    - ``HardState(term=currentTerm, vote=0, commit=raftCommitIndex)``;
+    - kv ``pysyncobj/voted_for`` (PySyncObj node ids are strings) and
+      ``pysyncobj/name`` (the journal name, to detect id collisions).
+
+    ``journal[0]``, ``journal[-1]`` and ``len(journal)`` are answered from
+    memory; other reads go to the engine.  Thread-safe, although PySyncObj
+    uses a journal from its tick thread only.
+    """
+
+    def __init__(self, engine, journal_file=None, group=None):
+        if group is None:
+            if journal_file is None:
+                raise TypeError("PyraftlogJournal needs a journal_file name or a group id")
+            group = group_id_for(journal_file)
+        if journal_file is None:
+            name = b"group:%d" % group
+        else:
+            name = os.fsencode(os.fspath(journal_file))
+        self._engine = engine
+        self._group = group
+        self._name = name
+        self._lock = threading.RLock()
+        self._batch = None          # WriteBatch not yet handed to the engine
+        self._run = []              # entries (tuples) added after self._batch
+        self._lo = None             # lowest index whose content self._batch/_run change
+        self._inflight = collections.deque()   # (lo, ticket) of written batches
+        self._last_ticket = None
+        self._failed = None
+        self._destroyed = False
+
+        stored = engine.get(group, KEY_NAME)
+        if stored is None:
+            if group in engine.groups():
+                raise ValueError(
+                    "group %d (journal %r) holds state that this journal did not write"
+                    % (group, journal_file))
+            self._need_name = True
+        elif bytes(stored) != name:
+            raise ValueError(
+                "group id collision: group %d belongs to journal %r, not %r"
+                % (group, bytes(stored), name))
+        else:
+            self._need_name = False
+
+        first = engine.first_index(group)
+        last = engine.last_index(group)
+        self._first_idx = first
+        self._len = max(0, last - first + 1)
+        self._first = self._last = None
+        if self._len:
+            self._first = _as_tuple(engine.entries(group, first, first + 1)[0])
+            self._last = (self._first if last == first
+                          else _as_tuple(engine.entries(group, last, last + 1)[0]))
+        hs = engine.initial_state(group)[0]
+        self._term = hs.term
+        self._commit = hs.commit
+        self._saved_commit = hs.commit
+        self._vote = _decode_vote(engine.get(group, KEY_VOTE))
+        self._need_hs = False
+        self._need_vote = False
+
+        key = (id(engine), group)
+        with _live_lock:
+            ref = _live.get(key)
+            other = ref() if ref is not None else None
+            if other is not None and not other._destroyed:
+                raise RuntimeError(
+                    "group %d of this engine already has an open journal (%r)"
+                    % (group, other._name))
+            _live[key] = weakref.ref(self)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def engine(self):
+        return self._engine
+
+    @property
+    def group(self):
+        """The pyraftlog group id."""
+        return self._group
+
+    @property
+    def first_index(self):
+        """Raft index of ``journal[0]`` (also when the journal is empty: the next add)."""
+        return self._first_idx
+
+    def __repr__(self):
+        return "<PyraftlogJournal %r group=%d entries=%d first=%d>" % (
+            self._name, self._group, self._len, self._first_idx)
+
+    # ------------------------------------------------------------ internals
+
+    def _check(self):
+        if self._failed is not None:
+            raise self._failed
+        if self._destroyed:
+            raise RuntimeError("journal %r was destroyed" % (self._name,))
+
+    def _b(self):
+        if self._batch is None:
+            self._batch = pyraftlog.WriteBatch()
+        return self._batch
+
+    def _touch(self, index):
+        if self._lo is None or index < self._lo:
+            self._lo = index
+
+    def _seal(self):
+        """Move buffered adds into the pending batch (keeps operation order)."""
+        if self._run:
+            self._b().append(self._group, [Entry(i, t, d) for (d, i, t) in self._run])
+            self._run = []
+
+    def _last_index(self):
+        return self._first_idx + self._len - 1
+
+    def _write(self):
+        """Hand everything pending to the engine; returns the ticket or None.
+
+        Visible to reads when this returns; durable when the ticket completes.
+        """
+        self._seal()
+        g = self._group
+        commit = min(self._commit, max(self._last_index(), 0))
+        if self._need_hs or commit != self._saved_commit:
+            self._b().set_hard_state(g, HardState(self._term, 0, commit))
+        if self._need_vote:
+            vote = _encode_vote(self._vote)
+            if vote is None:
+                self._b().delete(g, KEY_VOTE)
+            else:
+                self._b().put(g, KEY_VOTE, vote)
+        if self._batch is None:
+            return None
+        if self._need_name:
+            self._batch.put(g, KEY_NAME, self._name)
+        try:
+            ticket = self._engine.write(self._batch)
+        except BaseException as exc:
+            # The engine changed nothing, but this journal's view already
+            # moved on: it cannot be used any more (fail-stop).
+            self._failed = exc
+            raise
+        self._batch = None
+        self._inflight.append((_NO_INDEX if self._lo is None else self._lo, ticket))
+        self._lo = None
+        self._last_ticket = ticket
+        self._need_name = self._need_hs = self._need_vote = False
+        self._saved_commit = commit
+        while self._inflight and self._inflight[0][1].done():
+            self._inflight.popleft()
+        return ticket
+
+    def _wait(self, ticket):
+        try:
+            ticket.wait()
+        except BaseException as exc:
+            if not isinstance(exc, (KeyboardInterrupt, TimeoutError)):
+                self._failed = exc
+            raise
+
+    def _wait_all(self):
+        """Write what is pending and wait until everything written is durable."""
+        ticket = self._write() or self._last_ticket
+        if ticket is not None and not ticket.done():
+            self._wait(ticket)
+        self._inflight.clear()
+
+    def _wait_upto(self, index):
+        """Wait until every entry with an index <= ``index`` is durable."""
+        if self._lo is not None and self._lo <= index:
+            self._write()
+        for lo, ticket in reversed(self._inflight):
+            if lo <= index:
+                # tickets complete in write order: this covers earlier batches
+                if not ticket.done():
+                    self._wait(ticket)
+                break
+        while self._inflight and self._inflight[0][1].done():
+            self._inflight.popleft()
+
+    def _entry_at(self, index):
+        """The tuple at Raft ``index`` (first_idx <= index <= last)."""
+        run = self._run
+        if run and index >= run[0][1]:
+            return run[index - run[0][1]]
+        if self._batch is not None:
+            self._write()
+        return _as_tuple(self._engine.entries(self._group, index, index + 1)[0])
+
+    def _range(self, lo, hi):
+        """Tuples for Raft indexes [lo, hi), all within the journal."""
+        if lo >= hi:
+            return []
+        run = self._run
+        r0 = run[0][1] if run else None
+        eng_hi = hi if r0 is None else min(hi, r0)
+        out = []
+        if lo < eng_hi:
+            if self._batch is not None:
+                self._write()               # also seals the run
+                r0, eng_hi = None, hi
+            out = [_as_tuple(e) for e in self._engine.entries(self._group, lo, eng_hi)]
+        if r0 is not None and hi > r0:
+            out.extend(run[max(lo, r0) - r0:hi - r0])
+        return out
+
+    def _truncate_from(self, index, need_last=True):
+        """Drop entries with Raft index >= ``index`` (first_idx <= index <= last)."""
+        run = self._run
+        if run and index >= run[0][1]:
+            del run[index - run[0][1]:]      # never written: just forget them
+        else:
+            self._run = []
+            self._seal()
+            self._b().truncate(self._group, index)
+            self._touch(index)
+        self._len = index - self._first_idx
+        if self._len == 0:
+            self._first = self._last = None
+        elif need_last:
+            self._last = self._entry_at(index - 1)
+
+    def _reset_to(self, index, term):
+        """Make the (empty) journal start at ``index`` (after ``clear()``)."""
+        g = self._group
+        b = self._b()
+        if index > self._first_idx:
+            # discards every entry; first_index() becomes `index`.  The term of
+            # entry index-1 is unknown (PySyncObj never asks for it): `term` is
+            # an upper bound.
+            b.apply_snapshot(g, Snapshot(SnapshotMeta(index - 1, term)))
+        elif index < self._first_idx:
+            # going back below the compaction point: start the group afresh
+            # and restore what this journal keeps beside the entries
+            b.remove_group(g)
+            self._need_name = self._need_hs = self._need_vote = True
+            if index > 1:
+                b.apply_snapshot(g, Snapshot(SnapshotMeta(index - 1, term)))
+        self._touch(0)
+        self._first_idx = index
+
+    # ------------------------------------------------------------ journal API
+
+    def add(self, command, idx, term):
+        """Append ``(command, idx, term)``; ``idx`` must follow the last entry.
+
+        On an empty journal (new, or after ``clear()``) any ``idx`` starts it.
+        An ``idx`` inside the journal replaces that entry and drops every entry
+        after it (Raft's conflicting suffix).  Buffered until the next write.
+        """
+        with self._lock:
+            self._check()
+            cmd = _as_bytes(command)
+            if self._len == 0:
+                if idx != self._first_idx:
+                    self._reset_to(idx, term)
+            else:
+                last = self._first_idx + self._len - 1
+                if idx != last + 1:
+                    if self._first_idx <= idx <= last:
+                        self._truncate_from(idx, need_last=False)
+                    else:
+                        raise ValueError(
+                            "add(idx=%d): journal holds indexes %d..%d"
+                            % (idx, self._first_idx, last))
+            entry = (cmd, idx, term)
+            self._run.append(entry)
+            self._touch(idx)
+            if self._len == 0:
+                self._first = entry
+            self._last = entry
+            self._len += 1
+
+    def clear(self):
+        """Remove every entry; the next ``add`` may use any index."""
+        with self._lock:
+            self._check()
+            self._run = []
+            self._seal()
+            self._b().truncate(self._group, self._first_idx)
+            self._touch(self._first_idx)
+            self._len = 0
+            self._first = self._last = None
+
+    def deleteEntriesFrom(self, entryFrom):
+        """``del journal[entryFrom:]`` (a Raft truncation of the suffix)."""
+        with self._lock:
+            self._check()
+            start = slice(entryFrom, None).indices(self._len)[0]
+            if start < self._len:
+                self._truncate_from(self._first_idx + start)
+
+    def deleteEntriesTo(self, entryTo):
+        """``journal = journal[entryTo:]``: a log compaction (``compact``)."""
+        with self._lock:
+            self._check()
+            count = slice(None, entryTo).indices(self._len)[1]
+            if count <= 0:
+                return
+            upto = self._first_idx + count - 1
+            self._seal()
+            self._b().compact(self._group, upto)
+            self._first_idx = upto + 1
+            self._len -= count
+            if self._len == 0:
+                self._first = self._last = None
+            else:
+                self._first = self._entry_at(self._first_idx)
+                if self._len == 1:
+                    self._last = self._first
+            if self._batch is not None:
+                self._write()
+
+    def __getitem__(self, item):
+        with self._lock:
+            n = self._len
+            if isinstance(item, slice):
+                start, stop, step = item.indices(n)
+                if step == 1:
+                    if start >= stop:
+                        return []
+                    if stop - start == 1:
+                        if start == n - 1:
+                            return [self._last]
+                        if start == 0:
+                            return [self._first]
+                    return self._range(self._first_idx + start, self._first_idx + stop)
+                positions = range(start, stop, step)
+                if not positions:
+                    return []
+                lo, hi = min(positions), max(positions) + 1
+                chunk = self._range(self._first_idx + lo, self._first_idx + hi)
+                return [chunk[p - lo] for p in positions]
+            i = operator.index(item)
+            if i < 0:
+                i += n
+            if not 0 <= i < n:
+                raise IndexError("journal index out of range")
+            if i == n - 1:
+                return self._last
+            if i == 0:
+                return self._first
+            return self._entry_at(self._first_idx + i)
+
+    def __len__(self):
+        return self._len
+
+    def __iter__(self):
+        return iter(self[:])
+
+    def setCurrentTerm(self, term, votedForNodeId):
+        """Store term and vote; durable when this returns."""
+        with self._lock:
+            self._check()
+            self._term = term
+            self._vote = votedForNodeId
+            self._need_hs = self._need_vote = True
+            self._wait_all()
+
+    def getCurrentTerm(self):
+        return self._term
+
+    def getVotedForNodeId(self):
+        return self._vote
+
+    def setRaftCommitIndex(self, raftCommitIndex):
+        """Remember the commit index (stored lazily) and make sure every entry
+        up to it is durable (the leader counts itself in the quorum)."""
+        with self._lock:
+            self._check()
+            self._commit = raftCommitIndex
+            self._wait_upto(raftCommitIndex)
+
+    def getRaftCommitIndex(self):
+        return self._commit or 1
+
+    def onOneSecondTimer(self):
+        """Write what is pending (commit index, buffered entries); no wait."""
+        with self._lock:
+            if self._failed is None and not self._destroyed:
+                self._write()
+
+    def flush(self):
+        """Write what is pending and wait until all of it is durable."""
+        with self._lock:
+            self._check()
+            self._wait_all()
+
+    def _destroy(self):
+        """Flush and detach from the engine (the engine stays open)."""
+        with self._lock:
+            if self._destroyed:
+                return
+            try:
+                if self._failed is None:
+                    self._wait_all()
+            except (pyraftlog.RaftLogError, OSError):
+                # PySyncObj destroys journals from its tick thread, where an
+                # exception would only kill the thread: report it here.
+                logger.exception("journal %r: final flush failed", self._name)
+            finally:
+                self._destroyed = True
+                key = (id(self._engine), self._group)
+                with _live_lock:
+                    ref = _live.get(key)
+                    if ref is not None and ref() is self:
+                        del _live[key]
+
+    def close(self):
+        """Same as ``_destroy()``."""
+        self._destroy()
+
+
+# ---------------------------------------------------------------- dumps
+
+def durable_replace(src, dst):
+    """``os.replace(src, dst)`` made durable: fsync ``src``, rename, fsync the directory."""
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(src, dst)
+    dirname = os.path.dirname(os.path.abspath(dst))
+    fd = os.open(dirname, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+# ---------------------------------------------------------------- install
+
+_state_lock = threading.RLock()
+_stack = []          # active Installations, newest last
+_ORIG = {}           # what install() replaced: restored / called by the hooks
+
+
+class Installation(object):
+    """What :func:`install` returns; a context manager that uninstalls on exit."""
+
+    def __init__(self, engine, group_id):
+        self.engine = engine
+        self.group_id = group_id
+
+    def create_journal(self, journal_file):
+        group = self.group_id(journal_file) if self.group_id is not None else None
+        return PyraftlogJournal(self.engine, journal_file, group=group)
+
+    def uninstall(self):
+        uninstall(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.uninstall()
+        return False
+
+
+def _create_journal(journalFile=None):
+    """Replacement for ``pysyncobj.syncobj.createJournal``."""
+    with _state_lock:
+        inst = _stack[-1] if _stack else None
+    if journalFile is None or inst is None:
+        return _ORIG["createJournal"](journalFile)
+    _warn_without_dump_file()
+    return inst.create_journal(journalFile)
+
+
+def _warn_without_dump_file():
+    try:
+        caller = sys._getframe(2).f_locals.get("self")
+        conf = getattr(caller, "_SyncObj__conf", None)
+    except Exception:  # pragma: no cover - introspection is best effort
+        return
+    if conf is not None and getattr(conf, "fullDumpFile", "") is None:
+        logger.warning(
+            "SyncObj with journalFile=%r but no fullDumpFile: after PySyncObj "
+            "compacts its log (logCompactionMinEntries/logCompactionMinTime), a "
+            "restarted node cannot rebuild its state; set fullDumpFile",
+            conf.journalFile)
+
+
+def _send_next_node_idx(self, *args, **kwargs):
+    """Wraps ``SyncObj.__sendNextNodeIdx``: the follower's reply to
+    append-entries and snapshot transfers.  Everything the journal holds is
+    made durable before the reply leaves."""
+    journal = getattr(self, "_SyncObj__raftLog", None)
+    if isinstance(journal, PyraftlogJournal):
+        journal.flush()
+    return _ORIG["sendNextNodeIdx"](self, *args, **kwargs)
+
+
+_send_next_node_idx._pyraftlog_hook = True
+
+
+def install(engine, group_id=None, durable_dumps=True):
+    """Make every new ``SyncObj`` that has a ``journalFile`` keep its journal
+    in ``engine`` (one group per journal name).
+
+    - ``group_id``: optional ``callable(journalFile) -> int`` replacing
+      :func:`group_id_for`.
+    - ``durable_dumps``: fsync PySyncObj's dump files (its snapshots) before
+      they replace the previous one.
+
+    ``SyncObj`` objects created while an installation is active keep using
+    their journal after it is uninstalled; the acknowledgement hook and the
+    durable dumps stay in place for them.  Installations nest: the newest
+    active one is used (``with install(engine_a): SyncObj(...)``).
+    ``SyncObj`` objects without a ``journalFile`` keep PySyncObj's memory
+    journal.  Returns an :class:`Installation` (a context manager).
+    """
+    import pysyncobj.syncobj as psyncobj
+    import pysyncobj.serializer as pserializer
+
+    if group_id is not None and not callable(group_id):
+        raise TypeError("group_id must be a callable(journalFile) -> int")
+    inst = Installation(engine, group_id)
+    with _state_lock:
+        cls = psyncobj.SyncObj
+        current = cls.__dict__.get("_SyncObj__sendNextNodeIdx")
+        if current is None or not callable(current):
+            raise RuntimeError(
+                "this pysyncobj version has no SyncObj.__sendNextNodeIdx; "
+                "pyraftlog cannot make acknowledgements wait for durability")
+        if "createJournal" not in _ORIG:
+            _ORIG["createJournal"] = psyncobj.createJournal
+        if not getattr(current, "_pyraftlog_hook", False):
+            _ORIG["sendNextNodeIdx"] = current
+            cls._SyncObj__sendNextNodeIdx = _send_next_node_idx
+        if durable_dumps and os.name == "posix" and pserializer.atomicReplace is not durable_replace:
+            _ORIG.setdefault("atomicReplace", pserializer.atomicReplace)
+            pserializer.atomicReplace = durable_replace
+        psyncobj.createJournal = _create_journal
+        _stack.append(inst)
+    return inst
+
+
+def uninstall(installation=None):
+    """Deactivate ``installation`` (default: the newest one).  When none is
+    left, ``SyncObj`` creates PySyncObj's own journals again."""
+    import pysyncobj.syncobj as psyncobj
+
+    with _state_lock:
+        if installation is None:
+            if not _stack:
+                return
+            installation = _stack[-1]
+        if installation in _stack:
+            _stack.remove(installation)
+        if not _stack and "createJournal" in _ORIG:
+            psyncobj.createJournal = _ORIG["createJournal"]

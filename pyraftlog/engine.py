@@ -1,0 +1,438 @@
+"""Engine: the public API of API.md over the C log, the group index,
+recovery and the snapshot store.
+
+Threading: `_lock` serialises writes and guards the group index; every read
+takes it too, so a read sees whole batches.  The C write inside `write` runs
+with the GIL released but `_lock` held, which is what serialises concurrent
+batches (API.md: "concurrent batches are serialised").  Waiting for
+durability never holds `_lock`."""
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import weakref
+from array import array
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from . import record as R
+from ._native import check, ffi, lib
+from .batch import WriteBatch
+from .errors import ClosedError, CompactedError, LockedError, RaftLogError, UnavailableError
+from .group_index import GroupIndex, GroupState
+from .plan import apply_ops, plan_batch
+from .recovery import MODES, Recovery, retain_live
+from .snapshot_store import SnapshotStore
+from .ticket import Core, Ticket
+from .types import (EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, check_bytes,
+                    check_u64)
+
+DEFAULT_SEGMENT_SIZE = 64 << 20
+DEFAULT_PURGE_THRESHOLD = 8 << 30
+LOCK_FILE = "LOCK"
+_PAGE = os.sysconf("SC_PAGESIZE")
+_EMPTY_HS = HardState()
+_EMPTY_CS = ConfState()
+
+_live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The flusher thread does not exist in a forked child and the lock file
+    # belongs to the parent: every engine is unusable there.
+    for e in list(_live_engines):
+        e._forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def crc32c(data: bytes) -> int:
+    return int(lib.prl_crc32c(0, ffi.from_buffer(data), len(data)))
+
+
+def _fb(kind: str, buf: Any) -> Any:
+    return ffi.from_buffer(kind, buf)
+
+
+class Engine:
+    """One durable log for many Raft groups.  Create with `pyraftlog.open`."""
+
+    def __init__(self, path: "os.PathLike[str] | str", *, segment_size: int = DEFAULT_SEGMENT_SIZE,
+                 recovery_mode: str = "tolerate_tail",
+                 purge_threshold: int = DEFAULT_PURGE_THRESHOLD,
+                 min_sync_interval: float = 0.0, sync: bool = True,
+                 progress: Optional[Callable[[int, int], None]] = None):
+        self._closed = True
+        self._forked = False
+        self.path = os.fspath(path)
+        seg = check_u64(segment_size, "segment_size")
+        seg = -(-seg // _PAGE) * _PAGE
+        if not R.MIN_SEGMENT_SIZE <= seg <= R.MAX_SEGMENT_SIZE:
+            raise ValueError(f"segment_size must be between {R.MIN_SEGMENT_SIZE} and "
+                             f"{R.MAX_SEGMENT_SIZE} bytes, got {segment_size}")
+        if recovery_mode not in MODES:
+            raise ValueError(f"recovery_mode must be one of {MODES}, got {recovery_mode!r}")
+        self.purge_threshold = check_u64(purge_threshold, "purge_threshold")
+        if not isinstance(min_sync_interval, (int, float)) or isinstance(min_sync_interval, bool):
+            raise TypeError("min_sync_interval must be a number of seconds")
+        if not 0 <= min_sync_interval <= 10:
+            raise ValueError("min_sync_interval must be between 0 and 10 seconds")
+        if not isinstance(sync, bool):
+            raise TypeError("sync must be True or False")
+        self.segment_size = seg
+        self.recovery_mode = recovery_mode
+        self.sync_enabled = sync
+
+        os.makedirs(self.path, exist_ok=True)
+        self._lockfd = _lock_directory(self.path)
+        try:
+            opts = ffi.new("prl_log_options *", {
+                "segment_size": seg, "sync": int(sync),
+                "min_sync_interval_ns": int(min_sync_interval * 1e9)})
+            hp = ffi.new("prl_log **")
+            check(lib.prl_log_open(self.path.encode(), opts, hp), f"open {self.path}")
+            self._h = ffi.gc(hp[0], lib.prl_log_free)
+            self._core = Core(self._h)
+            self._index = GroupIndex()
+            self._snapshots = SnapshotStore(self.path, crc32c)
+            self._recovery = Recovery(self.path, self._h, recovery_mode, self._index,
+                                      writable=True, progress=progress).run()
+            retain_live(self._h, self._index)
+            self._snapshots.remove_orphans({(g, st.snap_ref[1]) for g, st in
+                                            self._index.groups.items() if st.snap_ref})
+            check(lib.prl_log_start(self._h, self._recovery.next_seq, self._recovery.next_lsn),
+                  f"create segment in {self.path}")
+        except BaseException:
+            os.close(self._lockfd)
+            raise
+        self._lock = threading.Lock()
+        self._pending_deletes: Deque[Tuple[int, int, int]] = deque()  # (lsn, group, file_id)
+        self._stats_buf = ffi.new("prl_stats *")
+        self._closed = False
+        _live_engines.add(self)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<pyraftlog.Engine {self.path!r}{' closed' if self._closed else ''}>"
+
+    def close(self) -> None:
+        """Make everything written durable, stop the flusher, release the
+        directory.  Pending tickets complete (or fail if the log is poisoned).
+        Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            lib.prl_log_close(self._h)
+            self._core.stop()
+            self._reap_deletes_locked(final=True)
+            os.close(self._lockfd)
+            _live_engines.discard(self)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedError(f"engine {self.path!r} is closed")
+        if self._forked:
+            raise RaftLogError("an Engine cannot be used in a forked child; open it there anew")
+
+    # -- writing -----------------------------------------------------------
+
+    def batch(self) -> WriteBatch:
+        return WriteBatch()
+
+    def write(self, batch: WriteBatch) -> Ticket:
+        """Append `batch` atomically.  Returns once it is in the log and
+        visible to reads; the ticket completes once it is durable.  An invalid
+        batch raises and changes nothing."""
+        if not isinstance(batch, WriteBatch):
+            raise TypeError(f"write takes a WriteBatch, not {type(batch).__name__}")
+        with self._lock:
+            self._check()
+            plan = plan_batch(self._index, batch, self._next_lsn_locked(), crc32c)
+            n = len(plan.types)
+            if n == 0:
+                return Ticket(self._core, self._lsns_locked()[1])
+            if plan.size > self.segment_size - R.SEGMENT_HEADER_SIZE:
+                raise ValueError(f"batch of {plan.size} bytes does not fit a segment of "
+                                 f"{self.segment_size} bytes (raise segment_size)")
+            written: List[Tuple[int, int]] = []
+            try:
+                for g, fid, data in plan.snapshot_files:
+                    self._snapshots.write(g, fid, data)
+                    written.append((g, fid))
+                payload = b"".join(plan.payloads)
+                positions = array("Q", bytes(8 * n))
+                lsn = ffi.new("uint64_t *")
+                rc = lib.prl_log_write(
+                    self._h, n, _fb("uint8_t[]", plan.types), _fb("uint8_t[]", plan.auxs),
+                    _fb("uint64_t[]", plan.groups), _fb("uint64_t[]", plan.indexes),
+                    _fb("uint64_t[]", plan.terms), _fb("uint32_t[]", plan.lens),
+                    _fb("uint8_t[]", payload), len(payload), lsn, _fb("uint64_t[]", positions))
+                if rc:
+                    self._core.raise_for(rc, "write")
+            except BaseException:
+                for g, fid in written:
+                    self._snapshots.delete(g, fid)
+                raise
+            release = array("Q")
+            superseded: List[Tuple[int, Tuple[int, int, int]]] = []
+            apply_ops(self._index, plan.ops, positions, release, superseded)
+            if release:
+                check(lib.prl_log_release(self._h, len(release), _fb("uint64_t[]", release)),
+                      "release")
+            ticket_lsn = int(lsn[0])
+            for g, ref in superseded:
+                self._pending_deletes.append((ticket_lsn, g, ref[1]))
+            if self._pending_deletes:
+                self._reap_deletes_locked()
+            return Ticket(self._core, ticket_lsn)
+
+    def sync(self) -> None:
+        """Block until everything written so far is durable."""
+        with self._lock:
+            self._check()
+            written = self._lsns_locked()[1]
+        Ticket(self._core, written).wait()
+
+    def _lsns_locked(self) -> Tuple[int, int, int]:
+        st = self._stats_buf
+        lib.prl_log_stats(self._h, st)
+        return int(st.next_lsn), int(st.written_lsn), int(st.durable_lsn)
+
+    def _next_lsn_locked(self) -> int:
+        return self._lsns_locked()[0]
+
+    def _reap_deletes_locked(self, final: bool = False) -> None:
+        """Delete snapshot files whose superseding record is durable."""
+        durable = self._lsns_locked()[2]
+        q = self._pending_deletes
+        while q and q[0][0] <= durable:
+            _, g, fid = q.popleft()
+            self._snapshots.delete(g, fid)
+        if final:
+            q.clear()  # not durable: recovery keeps or removes them by what the log says
+
+    # -- reading -----------------------------------------------------------
+
+    def _state(self, group: int) -> Optional[GroupState]:
+        self._check()
+        return self._index.get(check_u64(group, "group"))
+
+    def first_index(self, group: int) -> int:
+        with self._lock:
+            st = self._state(group)
+            return st.base_index + 1 if st else 1
+
+    def last_index(self, group: int) -> int:
+        with self._lock:
+            st = self._state(group)
+            return st.last_index if st else 0
+
+    def term(self, group: int, index: int) -> int:
+        """Term of entry `index`, for first_index-1 <= index <= last_index."""
+        i = check_u64(index, "index")
+        with self._lock:
+            st = self._state(group)
+            base, last = (st.base_index, st.last_index) if st else (0, 0)
+            if i < base:
+                raise CompactedError(f"group {group}: index {i} is compacted (first index {base + 1})")
+            if i > last:
+                raise UnavailableError(f"group {group}: index {i} is above the last index {last}")
+            return st.term(i) if st else 0
+
+    def entries(self, group: int, lo: int, hi: int, max_size: Optional[int] = None) -> List[Entry]:
+        """Entries [lo, hi); with max_size, the longest prefix whose data
+        adds up to at most max_size bytes, but at least one entry."""
+        lo = check_u64(lo, "lo")
+        hi = check_u64(hi, "hi")
+        if max_size is not None:
+            max_size = check_u64(max_size, "max_size")
+        with self._lock:
+            st = self._state(group)
+            base, last = (st.base_index, st.last_index) if st else (0, 0)
+            if lo > hi:
+                raise ValueError(f"lo {lo} > hi {hi}")
+            if lo <= base:
+                raise CompactedError(f"group {group}: index {lo} is compacted (first index {base + 1})")
+            if hi > last + 1:
+                raise UnavailableError(f"group {group}: index {hi - 1} is above the last index {last}")
+            if lo == hi or st is None:
+                return []
+            pos = st.positions[lo - base - 1:hi - base - 1]
+            n = len(pos)
+            lens = array("I", bytes(4 * n))
+            auxs = array("B", bytes(n))
+            total = ffi.new("uint64_t *")
+            pbuf = _fb("uint64_t[]", pos)
+            check(lib.prl_log_read_meta(self._h, n, pbuf, _fb("uint32_t[]", lens),
+                                        _fb("uint8_t[]", auxs), total), "read")
+            size = int(total[0])
+            if max_size is not None and size > max_size:
+                acc = 0
+                for k, ln in enumerate(lens):
+                    acc += ln
+                    if acc > max_size:
+                        n = max(k, 1)
+                        break
+                size = sum(lens[:n])
+            buf = bytearray(size)
+            check(lib.prl_log_read_data(self._h, n, pbuf, _fb("uint8_t[]", buf), size), "read")
+            terms = st.terms(lo, lo + n)
+        data = bytes(buf)
+        out = []
+        off = 0
+        for k in range(n):
+            ln = lens[k]
+            out.append(Entry(lo + k, terms[k], data[off:off + ln], auxs[k]))
+            off += ln
+        return out
+
+    def initial_state(self, group: int) -> Tuple[HardState, ConfState]:
+        with self._lock:
+            st = self._state(group)
+            return (st.hard_state, st.snap_meta.conf_state) if st else (_EMPTY_HS, _EMPTY_CS)
+
+    def snapshot(self, group: int) -> Snapshot:
+        """The latest snapshot, its data read back (and verified) from its file."""
+        with self._lock:
+            st = self._state(group)
+            if st is None:
+                return EMPTY_SNAPSHOT
+            meta, ref = st.snap_meta, st.snap_ref
+            g = check_u64(group, "group")
+            # read under the lock: a newer snapshot cannot delete this file meanwhile
+            data = self._snapshots.read(g, ref) if ref else b""
+        return Snapshot(meta, data)
+
+    def get(self, group: int, key: bytes) -> Optional[bytes]:
+        k = check_bytes(key, "key")
+        with self._lock:
+            st = self._state(group)
+            v = st.kv.get(k) if st is not None and st.kv else None
+            return v[0] if v is not None else None
+
+    def groups(self) -> List[int]:
+        with self._lock:
+            self._check()
+            return sorted(self._index.groups)
+
+    def group(self, group: int) -> "GroupView":
+        return GroupView(self, check_u64(group, "group"))
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters and gauges; see the README for each key."""
+        with self._lock:
+            self._check()
+            s = self._stats_buf
+            lib.prl_log_stats(self._h, s)
+            rec = self._recovery
+            out: Dict[str, Any] = {
+                "segments": int(s.segments),
+                "disk_bytes": int(s.disk_bytes),
+                "live_bytes": int(s.live_bytes),
+                "groups": len(self._index.groups),
+                "entries": self._index.entry_count(),
+                "index_bytes": self._index.nbytes(),
+                "writes": int(s.writes),
+                "syncs": int(s.syncs),
+                "bytes_written": int(s.bytes_written),
+                "records_written": int(s.records_written),
+                "sync_seconds": int(s.sync_ns) / 1e9,
+                "written_lsn": int(s.written_lsn),
+                "durable_lsn": int(s.durable_lsn),
+                "rotations": int(s.rotations),
+                "poisoned_errno": int(s.poison_errno),
+                "recovered_batches": rec.recovered_batches,
+                "recovered_bytes": rec.recovered_bytes,
+                "dropped_tail_bytes": rec.dropped_tail_bytes,
+                "skipped_bytes": rec.skipped_bytes,
+                "skipped_batches": rec.skipped_batches,
+                "replay_anomalies": rec.replay_anomalies,
+                "batches_per_sync": _histogram(s.batches_per_sync, 16),
+                "durable_latency_us": _histogram(s.durable_latency_us, 24),
+            }
+        out["durable_latency_p50_us"] = _percentile(out["durable_latency_us"], 0.50)
+        out["durable_latency_p99_us"] = _percentile(out["durable_latency_us"], 0.99)
+        return out
+
+
+def _histogram(buckets: Any, n: int) -> Dict[int, int]:
+    """{lower bound of a power-of-two bucket: count}, empty buckets left out."""
+    return {1 << k: int(buckets[k]) for k in range(n) if buckets[k]}
+
+
+def _percentile(hist: Dict[int, int], q: float) -> Optional[int]:
+    """Upper bound of the power-of-two bucket holding quantile q."""
+    total = sum(hist.values())
+    if not total:
+        return None
+    acc = 0
+    for lower, count in sorted(hist.items()):
+        acc += count
+        if acc >= q * total:
+            return lower * 2
+    return None  # pragma: no cover
+
+
+class GroupView:
+    """One group's reads without the group argument: what a Raft library's
+    storage adapter wraps."""
+
+    __slots__ = ("engine", "id")
+
+    def __init__(self, engine: Engine, group: int):
+        self.engine = engine
+        self.id = group
+
+    def __repr__(self) -> str:
+        return f"<GroupView {self.id} of {self.engine!r}>"
+
+    def entries(self, lo: int, hi: int, max_size: Optional[int] = None) -> List[Entry]:
+        return self.engine.entries(self.id, lo, hi, max_size)
+
+    def term(self, index: int) -> int:
+        return self.engine.term(self.id, index)
+
+    def first_index(self) -> int:
+        return self.engine.first_index(self.id)
+
+    def last_index(self) -> int:
+        return self.engine.last_index(self.id)
+
+    def initial_state(self) -> Tuple[HardState, ConfState]:
+        return self.engine.initial_state(self.id)
+
+    def snapshot(self) -> Snapshot:
+        return self.engine.snapshot(self.id)
+
+    def get(self, key: bytes) -> Optional[bytes]:
+        return self.engine.get(self.id, key)
+
+
+def _lock_directory(path: str) -> int:
+    """An advisory lock on `path`/LOCK; LockedError if another Engine holds it.
+
+    flock locks belong to the open file description, so a second open in the
+    same process conflicts too (POSIX fcntl locks would not)."""
+    fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LockedError(f"{path} is locked by another pyraftlog Engine") from None
+    return fd
+
+
+def open(path: "os.PathLike[str] | str", **options: Any) -> Engine:  # noqa: A001
+    """Open (creating if missing) the log in directory `path`; see Engine."""
+    return Engine(path, **options)
+

@@ -1,0 +1,201 @@
+"""The per-group index: every group's state in memory, with no Python object
+per entry.
+
+A group's entries are contiguous: entry `base_index + 1 + k` lives at
+`positions[k]` (segment seq << 32 | offset of its record, 8 bytes).  Terms are
+stored once per run of equal terms (`run_starts`, `run_terms`), so a group
+costs about 8 bytes per live entry.  The same `apply_*` methods serve live
+writes and recovery replay, so replay rebuilds exactly what writes built.
+
+Every `apply_*` appends to `release` the positions of records that stopped
+being needed (live-byte accounting for segment recycling) and returns the
+snapshot file reference it superseded, if any.  Not thread-safe: the Engine
+calls it with its lock held."""
+from __future__ import annotations
+
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .types import HardState, SnapshotMeta
+
+SnapRef = Tuple[int, int, int]  # (data_size, file_id, data_crc)
+_EMPTY_HS = HardState()
+_EMPTY_META = SnapshotMeta(0, 0)
+
+
+class GapError(Exception):
+    """Entries would leave a hole after the group's last index (replay only)."""
+
+
+class GroupState:
+    __slots__ = ("base_index", "base_term", "positions", "run_starts", "run_terms",
+                 "hard_state", "hs_pos", "snap_meta", "snap_ref", "snap_pos", "base_pos",
+                 "kv")
+
+    def __init__(self) -> None:
+        self.base_index = 0          # first_index - 1: snapshot or compaction point
+        self.base_term = 0
+        self.positions = array("Q")
+        self.run_starts = array("Q")  # first index of each run of equal terms
+        self.run_terms = array("Q")
+        self.hard_state = _EMPTY_HS
+        self.hs_pos: Optional[int] = None      # record holding hard_state
+        self.snap_meta = _EMPTY_META
+        self.snap_ref: Optional[SnapRef] = None
+        self.snap_pos: Optional[int] = None    # record holding snap_meta
+        self.base_pos: Optional[int] = None    # record that set base (snapshot or compact)
+        self.kv: Optional[Dict[bytes, Tuple[bytes, int]]] = None  # key -> (value, position)
+
+    @property
+    def first_index(self) -> int:
+        return self.base_index + 1
+
+    @property
+    def last_index(self) -> int:
+        return self.base_index + len(self.positions)
+
+    def term(self, i: int) -> int:
+        """Term of entry i; the caller checked base_index <= i <= last_index."""
+        if i == self.base_index:
+            return self.base_term
+        return self.run_terms[bisect_right(self.run_starts, i) - 1]
+
+    def terms(self, lo: int, hi: int) -> List[int]:
+        """Terms of entries [lo, hi), checked by the caller."""
+        out: List[int] = []
+        starts, terms = self.run_starts, self.run_terms
+        j = bisect_right(starts, lo) - 1
+        i = lo
+        while i < hi:
+            end = starts[j + 1] if j + 1 < len(starts) else hi
+            n = min(end, hi) - i
+            out.extend([terms[j]] * n)
+            i += n
+            j += 1
+        return out
+
+    def pins(self) -> List[int]:
+        """Positions of the records other than entries this group still needs."""
+        out = [p for p in {self.hs_pos, self.snap_pos, self.base_pos} if p is not None]
+        if self.kv:
+            out.extend(p for _, p in self.kv.values())
+        return out
+
+    def nbytes(self) -> int:
+        return (sys.getsizeof(self) + sys.getsizeof(self.positions) +
+                sys.getsizeof(self.run_starts) + sys.getsizeof(self.run_terms))
+
+    # -- changes -----------------------------------------------------------
+
+    def truncate_from(self, i: int, release: array) -> None:
+        """Drop entries >= i (i > base_index)."""
+        keep = i - self.base_index - 1
+        if keep < len(self.positions):
+            release.extend(self.positions[keep:])
+            del self.positions[keep:]
+        j = bisect_left(self.run_starts, i)
+        del self.run_starts[j:]
+        del self.run_terms[j:]
+
+    def append(self, start: int, terms: Sequence[int], positions: array, release: array) -> None:
+        if start <= self.base_index:  # replay of entries at or below the compaction point
+            skip = self.base_index + 1 - start
+            terms, positions, start = terms[skip:], positions[skip:], self.base_index + 1
+            if not terms:
+                return
+        if start > self.last_index + 1:
+            raise GapError(f"entry {start} after last index {self.last_index}")
+        self.truncate_from(start, release)
+        self.positions.extend(positions)
+        starts, rterms = self.run_starts, self.run_terms
+        last = rterms[-1] if rterms and len(self.positions) > len(positions) else None
+        for k, t in enumerate(terms):
+            if t != last:
+                starts.append(start + k)
+                rterms.append(t)
+                last = t
+
+    def _set_base(self, index: int, term: int, pos: int, release: array) -> None:
+        if self.base_pos is not None and self.base_pos != self.snap_pos:
+            release.append(self.base_pos)
+        self.base_index, self.base_term, self.base_pos = index, term, pos
+        j = bisect_right(self.run_starts, index + 1) - 1
+        if j > 0:
+            del self.run_starts[:j]
+            del self.run_terms[:j]
+
+    def compact(self, index: int, term: int, pos: int, release: array) -> None:
+        """Drop entries <= index.  Replay may compact past the last index (a
+        rewritten group states its base first); then the group is empty there."""
+        if index <= self.base_index:
+            release.append(pos)
+            return
+        drop = min(index - self.base_index, len(self.positions))
+        release.extend(self.positions[:drop])
+        del self.positions[:drop]
+        self._set_base(index, term, pos, release)
+
+    def apply_snapshot(self, meta: SnapshotMeta, ref: Optional[SnapRef], pos: int,
+                       release: array) -> Optional[SnapRef]:
+        release.extend(self.positions)
+        del self.positions[:]
+        del self.run_starts[:]
+        del self.run_terms[:]
+        release.extend({p for p in (self.snap_pos, self.base_pos) if p is not None})
+        old = self.snap_ref
+        self.snap_meta, self.snap_ref, self.snap_pos = meta, ref, pos
+        self.base_index, self.base_term, self.base_pos = meta.index, meta.term, pos
+        return old
+
+    def set_hard_state(self, hs: HardState, pos: int, release: array) -> None:
+        if self.hs_pos is not None:
+            release.append(self.hs_pos)
+        self.hard_state, self.hs_pos = hs, pos
+
+    def put(self, key: bytes, value: bytes, pos: int, release: array) -> None:
+        if self.kv is None:
+            self.kv = {}
+        old = self.kv.get(key)
+        if old is not None:
+            release.append(old[1])
+        self.kv[key] = (value, pos)
+
+    def delete(self, key: bytes, release: array) -> None:
+        old = self.kv.pop(key, None) if self.kv else None
+        if old is not None:
+            release.append(old[1])
+
+    def release_all(self, release: array) -> None:
+        release.extend(self.positions)
+        release.extend(self.pins())
+
+
+class GroupIndex:
+    """All groups: group id -> GroupState."""
+
+    def __init__(self) -> None:
+        self.groups: Dict[int, GroupState] = {}
+
+    def get(self, group: int) -> Optional[GroupState]:
+        return self.groups.get(group)
+
+    def get_or_create(self, group: int) -> GroupState:
+        st = self.groups.get(group)
+        if st is None:
+            st = self.groups[group] = GroupState()
+        return st
+
+    def remove(self, group: int, release: array) -> Optional[SnapRef]:
+        st = self.groups.pop(group, None)
+        if st is None:
+            return None
+        st.release_all(release)
+        return st.snap_ref
+
+    def entry_count(self) -> int:
+        return sum(len(st.positions) for st in self.groups.values())
+
+    def nbytes(self) -> int:
+        return sys.getsizeof(self.groups) + sum(st.nbytes() for st in self.groups.values())

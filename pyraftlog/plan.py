@@ -1,0 +1,249 @@
+"""Planning a write: a WriteBatch checked against the log's current state and
+turned into records, without changing anything.
+
+`plan_batch` walks the operations in order over per-group drafts (what a group
+looks like part-way through the batch), raises the API's error for the first
+invalid one, and otherwise returns the records for the C writer plus the
+`Op`s that `apply_ops` replays into the group index once the records are in
+the log.  Recovery builds the same `Op`s from scanned records, so a write and
+its replay change the index in exactly the same way."""
+from __future__ import annotations
+
+from array import array
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import batch as B
+from . import record as R
+from .errors import CompactedError, SnapshotOutOfDateError
+from .group_index import GroupIndex, GroupState, SnapRef
+from .types import Snapshot
+
+Op = Tuple[Any, ...]  # (kind, group, args..., record number)
+U32_MAX = (1 << 32) - 1
+
+
+class Draft:
+    """A group's shape during planning: base point, last index, and the terms
+    of entries this batch appended; the committed GroupState below it is
+    read, never changed."""
+
+    __slots__ = ("st", "base_index", "base_term", "last", "limit", "new_start", "new_terms",
+                 "empty")
+
+    def __init__(self, st: Optional[GroupState]) -> None:
+        self.st = st
+        self.new_start = 0
+        self.new_terms: List[int] = []
+        if st is None:
+            self.base_index = self.base_term = self.last = 0
+            self.limit = 0
+            self.empty = True
+        else:
+            self.base_index, self.base_term = st.base_index, st.base_term
+            self.last = st.last_index
+            self.limit = self.last + 1  # committed entries below this are still there
+            self.empty = st.snap_meta.index == 0 and st.base_index == 0 and not st.positions
+
+    def term(self, i: int) -> int:
+        if i == self.base_index:
+            return self.base_term
+        if self.new_terms and i >= self.new_start:
+            return self.new_terms[i - self.new_start]
+        assert self.st is not None and i < self.limit
+        return self.st.term(i)
+
+    def truncate_to(self, j: int) -> None:
+        """Keep entries <= j."""
+        if self.new_terms and j >= self.new_start - 1:
+            del self.new_terms[j - self.new_start + 1:]
+        else:
+            self.new_terms = []
+            self.limit = min(self.limit, j + 1)
+        self.last = j
+
+    def append(self, start: int, terms: List[int]) -> None:
+        self.truncate_to(start - 1)
+        if not self.new_terms:
+            self.new_start = start
+        self.new_terms.extend(terms)
+        self.last = start + len(terms) - 1
+        self.empty = False
+
+    def reset(self, base_index: int, base_term: int, empty: bool) -> None:
+        self.base_index, self.base_term, self.last = base_index, base_term, base_index
+        self.new_terms = []
+        self.limit = 0
+        self.empty = empty
+
+
+class Plan:
+    """Records for prl_log_write, the snapshot files to store first, and the
+    Ops to apply afterwards."""
+
+    __slots__ = ("types", "auxs", "groups", "indexes", "terms", "lens", "payloads", "ops",
+                 "snapshot_files", "size")
+
+    def __init__(self) -> None:
+        self.types = array("B")
+        self.auxs = array("B")
+        self.groups = array("Q")
+        self.indexes = array("Q")
+        self.terms = array("Q")
+        self.lens = array("I")
+        self.payloads: List[bytes] = []
+        self.ops: List[Op] = []
+        self.snapshot_files: List[Tuple[int, int, bytes]] = []  # (group, file_id, data)
+        self.size = R.BATCH_HEADER_SIZE
+
+    def add(self, rtype: int, group: int, index: int = 0, term: int = 0, payload: bytes = b"",
+            aux: int = 0) -> int:
+        if len(payload) > U32_MAX:
+            raise ValueError("a record payload must be smaller than 4 GiB")
+        self.types.append(rtype)
+        self.auxs.append(aux)
+        self.groups.append(group)
+        self.indexes.append(index)
+        self.terms.append(term)
+        self.lens.append(len(payload))
+        self.payloads.append(payload)
+        self.size += R.record_size(len(payload))
+        return len(self.types) - 1
+
+
+def plan_batch(index: GroupIndex, wb: "B.WriteBatch", next_lsn: int, crc32c: Any) -> Plan:
+    """Check `wb` against `index` and plan its records; raises the API's error
+    for the first invalid operation.  `crc32c(bytes) -> int` checksums
+    snapshot data; snapshot file ids are `next_lsn << 16 | k`."""
+    plan = Plan()
+    drafts: Dict[int, Draft] = {}
+    for op in wb._ops:
+        kind, g = op[0], op[1]
+        d = drafts.get(g)
+        if d is None:
+            d = drafts[g] = Draft(index.get(g))
+        if kind == B.APPEND:
+            _plan_append(plan, d, g, op[2])
+        elif kind == B.HARD_STATE:
+            hs = op[2]
+            rec = plan.add(R.HARD_STATE, g, hs.commit, hs.term, R.encode_hard_state(hs))
+            plan.ops.append((B.HARD_STATE, g, hs, rec))
+        elif kind == B.SNAPSHOT:
+            _plan_snapshot(plan, d, g, op[2], next_lsn, crc32c)
+        elif kind == B.COMPACT:
+            i = op[2]
+            if i <= d.base_index:
+                raise CompactedError(f"group {g}: compact {i}: already compacted to {d.base_index}")
+            if i > d.last:
+                raise ValueError(f"group {g}: compact {i} is above the last index {d.last}")
+            t = d.term(i)
+            rec = plan.add(R.COMPACT, g, i, t)
+            plan.ops.append((B.COMPACT, g, i, t, rec))
+            d.base_index, d.base_term = i, t
+        elif kind == B.TRUNCATE:
+            i = op[2]
+            if i <= d.base_index:
+                raise CompactedError(f"group {g}: truncate {i}: entries up to {d.base_index} "
+                                     "are compacted")
+            if i <= d.last:
+                rec = plan.add(R.TRUNCATE, g, i)
+                plan.ops.append((B.TRUNCATE, g, i, rec))
+                d.truncate_to(i - 1)
+        elif kind == B.PUT:
+            rec = plan.add(R.KV_PUT, g, payload=R.encode_kv(op[2], op[3]))
+            plan.ops.append((B.PUT, g, op[2], op[3], rec))
+        elif kind == B.DELETE:
+            rec = plan.add(R.KV_DELETE, g, payload=op[2])
+            plan.ops.append((B.DELETE, g, op[2], rec))
+        elif kind == B.REMOVE:
+            rec = plan.add(R.REMOVE_GROUP, g)
+            plan.ops.append((B.REMOVE, g, rec))
+            drafts[g] = Draft(None)
+        else:  # pragma: no cover - WriteBatch only makes the kinds above
+            raise AssertionError(kind)
+    return plan
+
+
+def _plan_append(plan: Plan, d: Draft, g: int, entries: List[Any]) -> None:
+    if entries[0].index <= d.base_index:  # entries at or below the compaction point are ignored
+        entries = entries[d.base_index + 1 - entries[0].index:]
+        if not entries:
+            return
+    start = entries[0].index
+    if start > d.last + 1:
+        raise ValueError(f"group {g}: entries start at {start}, leaving a gap after the last "
+                         f"index {d.last}")
+    lo = len(plan.types)
+    terms = [e.term for e in entries]
+    n = len(entries)
+    plan.types.extend([R.ENTRY] * n)
+    plan.auxs.extend([e.type for e in entries])
+    plan.groups.extend([g] * n)
+    plan.indexes.extend(range(start, start + n))
+    plan.terms.extend(terms)
+    datas = [e.data for e in entries]
+    lens = [len(x) for x in datas]
+    if max(lens) > U32_MAX:
+        raise ValueError("an entry must be smaller than 4 GiB")
+    plan.lens.extend(lens)
+    plan.payloads.extend(datas)
+    plan.size += R.RECORD_HEADER_SIZE * n + sum((x + 7) & ~7 for x in lens)
+    plan.ops.append((B.APPEND, g, start, terms, lo, lo + n))
+    d.append(start, terms)
+
+
+def _plan_snapshot(plan: Plan, d: Draft, g: int, snap: Snapshot, next_lsn: int,
+                   crc32c: Any) -> None:
+    meta = snap.meta
+    bootstrap = meta.index == 0 and d.empty
+    if meta.index <= d.base_index and not bootstrap:
+        raise SnapshotOutOfDateError(f"group {g}: snapshot at {meta.index} is not newer than "
+                                     f"{d.base_index}")
+    ref: Optional[SnapRef] = None
+    if snap.data:
+        file_id = next_lsn << 16 | len(plan.snapshot_files)
+        if len(plan.snapshot_files) >= 1 << 16:
+            raise ValueError("too many snapshots with data in one batch")
+        ref = (len(snap.data), file_id, crc32c(snap.data))
+        plan.snapshot_files.append((g, file_id, snap.data))
+    size, file_id, crc = ref if ref else (0, 0, 0)
+    payload = R.encode_snapshot(meta.conf_state, size, file_id, crc)
+    rec = plan.add(R.SNAPSHOT, g, meta.index, meta.term, payload)
+    plan.ops.append((B.SNAPSHOT, g, meta, ref, rec))
+    d.reset(meta.index, meta.term, empty=meta.index == 0)
+
+
+def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array,
+              superseded: List[Tuple[int, SnapRef]]) -> None:
+    """Apply planned (or replayed) ops; `positions[k]` is record k's position.
+
+    Positions of records that stop being needed go to `release`; snapshot
+    files that stop being referenced go to `superseded` as (group, ref)."""
+    for op in ops:
+        kind, g = op[0], op[1]
+        if kind == B.APPEND:
+            index.get_or_create(g).append(op[2], op[3], positions[op[4]:op[5]], release)
+        elif kind == B.HARD_STATE:
+            index.get_or_create(g).set_hard_state(op[2], positions[op[3]], release)
+        elif kind == B.SNAPSHOT:
+            old = index.get_or_create(g).apply_snapshot(op[2], op[3], positions[op[4]], release)
+            if old is not None:
+                superseded.append((g, old))
+        elif kind == B.COMPACT:
+            index.get_or_create(g).compact(op[2], op[3], positions[op[4]], release)
+        elif kind == B.TRUNCATE:
+            st = index.get(g)
+            if st is not None and op[2] > st.base_index:
+                st.truncate_from(op[2], release)
+            release.append(positions[op[3]])
+        elif kind == B.PUT:
+            index.get_or_create(g).put(op[2], op[3], positions[op[4]], release)
+        elif kind == B.DELETE:
+            st = index.get(g)
+            if st is not None:
+                st.delete(op[2], release)
+            release.append(positions[op[3]])
+        elif kind == B.REMOVE:
+            old = index.remove(g, release)
+            if old is not None:
+                superseded.append((g, old))
+            release.append(positions[op[2]])

@@ -1,0 +1,344 @@
+"""Recovery: scan the segments in order, verify every batch, replay the
+records into the group index, and decide what a break in the log means.
+
+The log is one chain of batches, lsn 1, 2, 3, ... across segments (each
+segment header names the lsn its first batch carries).  Where the chain
+breaks, the rules are:
+
+* In a segment that has a successor, the writer made every batch durable
+  before it wrote the successor (csrc/log.c, rotate), so a crash cannot lose
+  a batch there.  If the successor starts where this segment's valid batches
+  end, whatever follows is a tail that an earlier recovery already cut;
+  otherwise batches are missing: corruption.
+* In the newest segment, a break is a torn tail unless some valid batch after
+  it carries a durability watermark (lsn - sync_lag) at or past the break:
+  then an acknowledged batch is damaged, which is corruption.
+* A newest segment whose header was never written (all zeros) and that holds
+  no batch is an unfinished creation and is removed.
+
+`strict` raises CorruptionError at any break that is not a clean end;
+`tolerate_tail` cuts torn tails of the newest segment and raises for the
+rest; `tolerate_any` skips whatever is invalid and keeps every valid batch."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from array import array
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+from . import batch as B
+from . import record as R
+from ._native import REASONS, check, ffi, is_clean_end, lib
+from .errors import CorruptionError
+from .group_index import GapError, GroupIndex, SnapRef
+from .plan import Op, apply_ops
+from .types import SnapshotMeta
+
+log = logging.getLogger("pyraftlog")
+
+STRICT, TOLERATE_TAIL, TOLERATE_ANY = "strict", "tolerate_tail", "tolerate_any"
+MODES = (STRICT, TOLERATE_TAIL, TOLERATE_ANY)
+_SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})\.seg$")
+
+
+def segment_name(seq: int) -> str:
+    return f"{seq:016x}.seg"
+
+
+def list_segments(path: str) -> List[int]:
+    """Sequence numbers of the segment files in `path`, ascending."""
+    return sorted(int(m.group(1), 16) for m in map(_SEGMENT_NAME.match, os.listdir(path)) if m)
+
+
+@dataclass
+class RecoveryResult:
+    next_seq: int = 1
+    next_lsn: int = 1
+    segments: int = 0
+    recovered_batches: int = 0
+    recovered_bytes: int = 0
+    dropped_tail_bytes: int = 0
+    skipped_bytes: int = 0        # tolerate_any: invalid bytes passed over
+    skipped_batches: int = 0      # tolerate_any: breaks passed over
+    replay_anomalies: int = 0     # tolerate_any: records that did not fit the group's state
+    removed_segments: List[int] = field(default_factory=list)
+    superseded: List[Tuple[int, SnapRef]] = field(default_factory=list)
+
+
+@dataclass
+class Found:
+    offset: int
+    lsn: int
+    length: int
+    watermark: int  # every batch up to this lsn had been durable when it was written
+
+
+class Scanner:
+    """Reusable output arrays for prl_scan_batches and the decoding of what it
+    returns into replay Ops."""
+
+    def __init__(self, max_batches: int = 4096, max_records: int = 1 << 16):
+        self.max_batches = max_batches
+        self._alloc(max_records)
+        self.b_lsn = np.zeros(max_batches, np.uint64)
+        self.b_off = np.zeros(max_batches, np.uint32)
+        self.b_len = np.zeros(max_batches, np.uint32)
+        self.b_cnt = np.zeros(max_batches, np.uint32)
+        self.res = ffi.new("prl_scan_result *")
+
+    def _alloc(self, n: int) -> None:
+        self.max_records = n
+        self.r_type = np.zeros(n, np.uint8)
+        self.r_aux = np.zeros(n, np.uint8)
+        self.r_group = np.zeros(n, np.uint64)
+        self.r_index = np.zeros(n, np.uint64)
+        self.r_term = np.zeros(n, np.uint64)
+        self.r_off = np.zeros(n, np.uint32)
+        self.r_len = np.zeros(n, np.uint32)
+
+    def scan(self, base: object, size: int, seq: int, offset: int, lsn: int) -> object:
+        """One prl_scan_batches call; grows the record arrays when a single
+        batch holds more records than they do."""
+        while True:
+            fb = ffi.from_buffer
+            check(lib.prl_scan_batches(
+                base, size, seq, offset, lsn, self.max_batches, self.max_records,
+                fb("uint64_t[]", self.b_lsn), fb("uint32_t[]", self.b_off),
+                fb("uint32_t[]", self.b_len), fb("uint32_t[]", self.b_cnt),
+                fb("uint8_t[]", self.r_type), fb("uint8_t[]", self.r_aux),
+                fb("uint64_t[]", self.r_group), fb("uint64_t[]", self.r_index),
+                fb("uint64_t[]", self.r_term), fb("uint32_t[]", self.r_off),
+                fb("uint32_t[]", self.r_len), self.res), "scan")
+            r = self.res
+            if r.reason == lib.PRL_R_NONE and r.n_batches == 0 and r.need_records:
+                self._alloc(max(r.need_records, self.max_records * 2))
+                continue
+            return r
+
+    def ops(self, seq: int, mem: memoryview, n: int, path: str) -> Tuple[List[Op], array]:
+        """Replay Ops for the first n records, and their positions."""
+        types = self.r_type[:n]
+        groups = self.r_group[:n]
+        indexes = self.r_index[:n]
+        entry = types == R.ENTRY
+        # runs of consecutive entries of one group become one append
+        cont = entry[1:] & entry[:-1] & (groups[1:] == groups[:-1]) & (indexes[1:] == indexes[:-1] + 1)
+        starts = np.flatnonzero(np.concatenate(([True], ~cont))).tolist()
+        ends = starts[1:] + [n]
+        positions = array("Q")
+        positions.frombytes(((np.uint64(seq) << np.uint64(32)) | self.r_off[:n].astype(np.uint64)).tobytes())
+        tl, gl, il, terml = types.tolist(), groups.tolist(), indexes.tolist(), self.r_term[:n].tolist()
+        offs, lens = self.r_off[:n].tolist(), self.r_len[:n].tolist()
+        ops: List[Op] = []
+        for s, e in zip(starts, ends):
+            t, g = tl[s], gl[s]
+            if t == R.ENTRY:
+                ops.append((B.APPEND, g, il[s], terml[s:e], s, e))
+                continue
+            o = offs[s] + R.RECORD_HEADER_SIZE
+            payload = mem[o:o + lens[s]]
+            try:
+                ops.append(_decode(t, g, il[s], terml[s], payload, s))
+            except ValueError as exc:
+                raise CorruptionError(path, offs[s], f"bad {R.NAMES[t]} payload: {exc}") from None
+        return ops, positions
+
+
+def _decode(t: int, g: int, index: int, term: int, payload: memoryview, k: int) -> Op:
+    if t == R.HARD_STATE:
+        return (B.HARD_STATE, g, R.decode_hard_state(term, index, bytes(payload)), k)
+    if t == R.SNAPSHOT:
+        cs, size, file_id, crc = R.decode_snapshot(bytes(payload))
+        ref = (size, file_id, crc) if size else None
+        return (B.SNAPSHOT, g, SnapshotMeta(index, term, cs), ref, k)
+    if t == R.COMPACT:
+        return (B.COMPACT, g, index, term, k)
+    if t == R.TRUNCATE:
+        return (B.TRUNCATE, g, index, k)
+    if t == R.KV_PUT:
+        key, value = R.decode_kv(payload)
+        return (B.PUT, g, key, value, k)
+    if t == R.KV_DELETE:
+        return (B.DELETE, g, bytes(payload), k)
+    if t == R.REMOVE_GROUP:
+        return (B.REMOVE, g, k)
+    raise ValueError(f"unknown record type {t}")
+
+
+def probe(base: object, size: int, seq: int, offset: int, min_lsn: int) -> Optional[Found]:
+    out = ffi.new("uint64_t[2]")
+    out32 = ffi.new("uint32_t[2]")
+    check(lib.prl_scan_probe(base, size, seq, offset, min_lsn, out, out + 1, out32, out32 + 1),
+          "probe")
+    if not out[0]:
+        return None
+    return Found(int(out[0]), int(out[1]), int(out32[0]), int(out[1]) - int(out32[1]))
+
+
+class Recovery:
+    """One recovery run over a directory whose segments the C log maps."""
+
+    def __init__(self, path: str, handle: object, mode: str, index: GroupIndex, writable: bool,
+                 progress: Optional[Callable[[int, int], None]] = None):
+        self.path, self.h, self.mode, self.index = path, handle, mode, index
+        self.writable, self.progress = writable, progress
+        self.result = RecoveryResult()
+        self.scanner = Scanner()
+        self.release = array("Q")  # replay does no live accounting: recovery retains at the end
+
+    def run(self) -> RecoveryResult:
+        res = self.result
+        seqs = list_segments(self.path)
+        heads = []
+        for seq in seqs:
+            check(lib.prl_log_attach(self.h, seq), f"open {self._name(seq)}")
+            base, size = self._mapping(seq)
+            first = ffi.new("uint64_t *")
+            heads.append((seq, base, size, lib.prl_scan_header(base, size, seq, first), int(first[0])))
+        total = sum(h[2] for h in heads) or 1
+        done = 0
+        expect: Optional[int] = None
+        for k, (seq, base, size, reason, first_lsn) in enumerate(heads):
+            newest = k == len(heads) - 1
+            next_first = heads[k + 1][4] if not newest and heads[k + 1][3] == 0 else None
+            lsn = self._segment(seq, base, size, reason, first_lsn, expect, newest, next_first)
+            if lsn is not None:
+                expect = lsn
+            done += size
+            if self.progress:
+                self.progress(done, total)
+        res.segments = len(seqs) - len(res.removed_segments)
+        res.next_seq = (seqs[-1] + 1) if seqs else 1
+        res.next_lsn = expect if expect is not None else 1
+        return res
+
+    def _name(self, seq: int) -> str:
+        return os.path.join(self.path, segment_name(seq))
+
+    def _mapping(self, seq: int) -> Tuple[object, int]:
+        base = ffi.new("const uint8_t **")
+        size = ffi.new("uint64_t *")
+        check(lib.prl_log_segment_base(self.h, seq, base, size), "segment")
+        return base[0], int(size[0])
+
+    def _corrupt(self, seq: int, offset: int, reason: str) -> CorruptionError:
+        return CorruptionError(self._name(seq), offset, reason)
+
+    def _segment(self, seq: int, base: object, size: int, reason: int, first_lsn: int,
+                 expect: Optional[int], newest: bool, next_first: Optional[int]) -> Optional[int]:
+        """Replays one segment; returns the lsn after its last valid batch."""
+        res, mode = self.result, self.mode
+        offset = R.SEGMENT_HEADER_SIZE
+        if reason:
+            found = probe(base, size, seq, R.SEGMENT_HEADER_SIZE, 0) if size else None
+            if newest and found is None and (mode != STRICT or _zero_header(base, size)):
+                # created but never written: nothing in it was acknowledged
+                res.removed_segments.append(seq)
+                if self.writable:
+                    os.unlink(self._name(seq))
+                return None
+            if mode != TOLERATE_ANY:
+                raise self._corrupt(seq, 0, REASONS.get(reason, "bad segment header"))
+            res.skipped_batches += 1
+            if found is None:
+                return None
+            first_lsn, offset = found.lsn, found.offset
+        if expect is not None and first_lsn != expect and mode != TOLERATE_ANY:
+            raise self._corrupt(seq, 0, f"segment starts at batch {first_lsn}, but the previous "
+                                        f"segment ends before batch {expect}")
+        lsn = first_lsn
+        mem = ffi.buffer(base, size)
+        while True:
+            offset, lsn, reason, bad_len = self._replay(seq, base, size, mem, offset, lsn)
+            if not newest and next_first is not None and next_first == lsn:
+                return lsn  # the chain continues in the next segment
+            if newest:
+                following = self._following(base, size, seq, offset + R.ALIGN, lsn)
+            else:
+                nxt = probe(base, size, seq, offset + R.ALIGN, lsn)
+                following = [nxt] if nxt else []
+            clean = is_clean_end(reason)
+            if newest and clean and not following:
+                return lsn
+            if newest and mode != TOLERATE_ANY:
+                acked = max((f.watermark for f in following), default=0) >= lsn
+                if mode == TOLERATE_TAIL and not acked:
+                    ends = [f.offset + f.length for f in following]
+                    res.dropped_tail_bytes += max([bad_len] + [e - offset for e in ends])
+                    log.warning("%s: cut a torn tail at offset %d (%s)", self._name(seq), offset,
+                                REASONS.get(reason, "?"))
+                    return lsn
+                raise self._corrupt(seq, offset, REASONS.get(reason, "?") if not clean else
+                                    "valid batches follow the end of the log")
+            if mode != TOLERATE_ANY:
+                raise self._corrupt(seq, offset, (REASONS.get(reason, "?") if not clean else
+                                                  "segment ends early") +
+                                    f"; batches from {lsn} are missing")
+            if not following:
+                if not clean:
+                    res.dropped_tail_bytes += bad_len
+                return lsn
+            res.skipped_batches += 1
+            res.skipped_bytes += following[0].offset - offset
+            offset, lsn = following[0].offset, following[0].lsn
+
+    def _following(self, base: object, size: int, seq: int, offset: int, lsn: int) -> List[Found]:
+        out: List[Found] = []
+        while True:
+            f = probe(base, size, seq, offset, lsn)
+            if f is None:
+                return out
+            out.append(f)
+            offset, lsn = f.offset + f.length, f.lsn + 1
+
+    def _replay(self, seq: int, base: object, size: int, mem: memoryview, offset: int,
+                lsn: int) -> Tuple[int, int, int, int]:
+        res = self.result
+        sc = self.scanner
+        while True:
+            r = sc.scan(base, size, seq, offset, lsn)
+            nb, nr = int(r.n_batches), int(r.n_records)
+            if nb:
+                ops, positions = sc.ops(seq, mem, nr, self._name(seq))
+                self._apply(ops, positions, seq)
+                res.recovered_batches += nb
+                res.recovered_bytes += int(sc.b_len[:nb].sum())
+            offset, lsn = int(r.next_offset), int(r.next_lsn)
+            if r.reason != lib.PRL_R_NONE:
+                return offset, lsn, int(r.reason), int(r.bad_len)
+
+    def _apply(self, ops: List[Op], positions: array, seq: int) -> None:
+        sup = self.result.superseded
+        for op in ops:
+            try:
+                apply_ops(self.index, [op], positions, self.release, sup)
+            except GapError as exc:
+                pos = positions[op[4]]
+                if self.mode != TOLERATE_ANY:
+                    raise self._corrupt(seq, pos & 0xFFFFFFFF, f"group {op[1]}: {exc}") from None
+                # keep what the log says from here on
+                self.result.replay_anomalies += 1
+                st = self.index.get_or_create(op[1])
+                st.truncate_from(st.base_index + 1, self.release)
+                st.base_index, st.base_term = op[2] - 1, 0
+                apply_ops(self.index, [op], positions, self.release, sup)
+        del self.release[:]
+
+
+def _zero_header(base: object, size: int) -> bool:
+    n = min(size, R.SEGMENT_HEADER_SIZE)
+    return n == 0 or bytes(ffi.buffer(base, n)) == bytes(n)
+
+
+def retain_live(handle: object, index: GroupIndex) -> None:
+    """Tell the C log which records are still needed (live-byte accounting)."""
+    live = array("Q")
+    for st in index.groups.values():
+        live.extend(st.positions)
+        live.extend(st.pins())
+    if live:
+        check(lib.prl_log_retain(handle, len(live), ffi.from_buffer("uint64_t[]", live)), "retain")

@@ -1,0 +1,3 @@
+from setuptools import setup
+
+setup(cffi_modules=["pyraftlog/_build.py:ffibuilder"])
