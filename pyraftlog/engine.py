@@ -147,6 +147,8 @@ class Engine:
     # -- writing -----------------------------------------------------------
 
     def batch(self) -> WriteBatch:
+        """A new, empty WriteBatch (the same as `pyraftlog.WriteBatch()`)."""
+        self._check()
         return WriteBatch()
 
     def write(self, batch: WriteBatch) -> Ticket:
@@ -326,6 +328,7 @@ class Engine:
             return sorted(self._index.groups)
 
     def group(self, group: int) -> "GroupView":
+        self._check()
         return GroupView(self, check_u64(group, "group"))
 
     def stats(self) -> Dict[str, Any]:

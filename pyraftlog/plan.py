@@ -194,7 +194,8 @@ def _plan_append(plan: Plan, d: Draft, g: int, entries: List[Any]) -> None:
 def _plan_snapshot(plan: Plan, d: Draft, g: int, snap: Snapshot, next_lsn: int,
                    crc32c: Any) -> None:
     meta = snap.meta
-    bootstrap = meta.index == 0 and d.empty
+    # API.md: index 0 carrying only a ConfState (no term, no data) on an empty group
+    bootstrap = meta.index == 0 and meta.term == 0 and not snap.data and d.empty
     if meta.index <= d.base_index and not bootstrap:
         raise SnapshotOutOfDateError(f"group {g}: snapshot at {meta.index} is not newer than "
                                      f"{d.base_index}")
