@@ -48,6 +48,7 @@ static int collect_dirty_locked(prl_log *log, prl_segment ***list, size_t *cap) 
 
 static void record_sync_locked(prl_log *log, uint64_t target, uint64_t t0, uint64_t t1) {
     uint64_t covered = target - log->durable_lsn;
+    log->sync_targets[log->syncs % PRL_SYNC_RING] = target;
     log->syncs++;
     log->sync_ns += t1 - t0;
     log->batches_per_sync[log2_bucket(covered, 16)]++;
@@ -170,4 +171,15 @@ void prl_log_kick(prl_log *log) {
     log->kicks++;
     pthread_cond_broadcast(&log->durable_cv);
     pthread_mutex_unlock(&log->mu);
+}
+
+int prl_log_sync_history(prl_log *log, uint64_t *out, uint32_t n, uint64_t *count) {
+    pthread_mutex_lock(&log->mu);
+    uint64_t syncs = log->syncs;
+    uint32_t have = syncs < PRL_SYNC_RING ? (uint32_t)syncs : PRL_SYNC_RING;
+    if (n > have) n = have;
+    for (uint32_t i = 0; i < n; i++) out[i] = log->sync_targets[(syncs - n + i) % PRL_SYNC_RING];
+    *count = n;
+    pthread_mutex_unlock(&log->mu);
+    return 0;
 }

@@ -108,22 +108,41 @@ int prl_log_segment_info(prl_log *log, uint64_t seq, prl_segment_info *out) {
     return s ? 0 : -ENOENT;
 }
 
-int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn) {
-    if (lsn == 0) return PRL_E_BAD_ARGUMENT;
-    prl_segment *seg;
-    int rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, &seg);
-    if (rc) return rc;
+int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offset) {
+    if (lsn == 0 || resume_offset % PRL_ALIGN) return PRL_E_BAD_ARGUMENT;
+    prl_segment *seg = NULL;
+    int rc = 0;
+    if (!resume_offset) {
+        rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, &seg);
+        if (rc) return rc;
+    }
     pthread_mutex_lock(&log->mu);
-    rc = log->started ? -EALREADY : insert_locked(log, seg);
+    if (log->started || log->closed) {
+        rc = -EALREADY;
+    } else if (resume_offset) {
+        seg = lookup_locked(log, seq);
+        if (!seg || resume_offset < PRL_SEGMENT_HEADER_SIZE || resume_offset > seg->size)
+            rc = PRL_E_BAD_ARGUMENT;
+        else
+            rc = prl_segment_make_writable(log->dirfd, seg);
+        if (!rc) {
+            seg->used = resume_offset;
+            seg->last_lsn = lsn - 1;
+        }
+        seg = NULL; /* owned by the table either way */
+    } else {
+        rc = insert_locked(log, seg);
+        if (!rc) seg = NULL;
+    }
     if (!rc) {
-        log->active = seg;
+        log->active = lookup_locked(log, seq);
         log->next_lsn = lsn;
         log->written_lsn = log->durable_lsn = lsn - 1;
         rc = -pthread_create(&log->flusher, NULL, prl_flusher_main, log);
         if (!rc) log->started = 1;
     }
     pthread_mutex_unlock(&log->mu);
-    if (rc && lookup_locked(log, seq) != seg) prl_segment_close(seg);
+    if (seg) prl_segment_close(seg);
     return rc;
 }
 
@@ -370,3 +389,12 @@ void prl_log_free(prl_log *log) {
 }
 
 uint32_t prl_batch_seed_of(uint64_t seq) { return prl_batch_seed(seq); }
+
+void prl_format_constants(uint32_t *out) {
+    out[0] = PRL_SEGMENT_HEADER_SIZE;
+    out[1] = PRL_BATCH_HEADER_SIZE;
+    out[2] = PRL_RECORD_HEADER_SIZE;
+    out[3] = PRL_ALIGN;
+    out[4] = PRL_FORMAT_VERSION;
+    out[5] = PRL_REC_MAX;
+}

@@ -9,6 +9,7 @@
 #include "segment.h"
 
 #define PRL_LAT_RING 8192 /* write times kept for the durable-latency histogram */
+#define PRL_SYNC_RING 256 /* the last syncs' covered lsns, for tests */
 
 struct prl_log {
     /* Set by prl_log_open, read-only afterwards. */
@@ -49,6 +50,7 @@ struct prl_log {
     uint64_t batches_per_sync[16];
     uint64_t durable_latency_us[24];
     uint64_t write_ns[PRL_LAT_RING]; /* write time of batch lsn % ring */
+    uint64_t sync_targets[PRL_SYNC_RING]; /* lsn covered by sync k % ring (test hook) */
 };
 
 uint64_t prl_now_ns(void);

@@ -110,9 +110,10 @@ int prl_log_attach(prl_log *log, uint64_t seq);
 int prl_log_segment_base(prl_log *log, uint64_t seq, const uint8_t **base /* OUT */,
                          uint64_t *size /* OUT */);
 int prl_log_segment_info(prl_log *log, uint64_t seq, prl_segment_info *out /* OUT */);
-/* Creates the active segment `seq` whose first batch will carry `lsn`, and
- * starts the flusher thread. */
-int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn);
+/* Starts writing: the next batch carries `lsn`.  With resume_offset 0 it
+ * goes into a new segment `seq`; otherwise into the attached segment `seq`
+ * at resume_offset (recovery found a clean end there).  Starts the flusher. */
+int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offset);
 
 /* Appends one batch of n records atomically.  Record i has type types[i] and
  * payload lens[i] bytes taken in order from `payload` (payload_len in all).
@@ -150,12 +151,25 @@ int prl_log_stats(prl_log *log, prl_stats *out /* OUT */);
 int prl_log_close(prl_log *log);
 void prl_log_free(prl_log *log);
 
-/* ---- test hooks: failpoints named after the place they break */
+/* ---- test hooks */
+
+/* The lsn each of the last (up to n, at most 256) syncs made durable, oldest
+ * first; *count = how many were written to out.  With sync=0 no fdatasync is
+ * issued but the flusher still records what it published. */
+int prl_log_sync_history(prl_log *log, uint64_t *out /* OUT */, uint32_t n,
+                         uint64_t *count /* OUT */);
+
+/* Failpoints, named after the place they break. */
 
 /* The next `count` hits of failpoint `name` fail with errno `err` (count < 0:
  * all of them; err 0 clears).  Names: "segment::create", "segment::fallocate",
  * "segment::header_sync", "dir::fsync", "flusher::fdatasync". */
 void prl_failpoint_set(const char *name, int32_t err, int32_t count);
+
+/* out[0..5] = segment header size, batch header size, record header size,
+ * alignment, format version, highest record type: tests/test_format.py
+ * checks pyraftlog/record.py against them. */
+void prl_format_constants(uint32_t *out /* OUT: 6 values */);
 
 /* ---- checksums */
 uint32_t prl_crc32c(uint32_t crc, const void *buf, uint64_t len);

@@ -106,6 +106,25 @@ int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out) {
     return 0;
 }
 
+int prl_segment_make_writable(int dirfd, prl_segment *seg) {
+    char name[24];
+    prl_segment_name(seg->seq, name);
+    int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    uint8_t *base = mmap(NULL, seg->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (seg->base) munmap(seg->base, seg->size);
+    close(seg->fd);
+    seg->fd = fd;
+    seg->base = base;
+    seg->writable = 1;
+    return 0;
+}
+
 void prl_segment_close(prl_segment *seg) {
     if (!seg) return;
     if (seg->base && seg->size) munmap(seg->base, seg->size);

@@ -26,6 +26,8 @@ int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_ls
                        prl_segment **out /* OUT */);
 /* Maps an existing segment read-only, whatever its bytes say. */
 int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out /* OUT */);
+/* Re-maps an opened segment read-write, to continue writing after recovery. */
+int prl_segment_make_writable(int dirfd, prl_segment *seg);
 void prl_segment_close(prl_segment *seg);
 
 #endif

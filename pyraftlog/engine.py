@@ -102,8 +102,10 @@ class Engine:
             retain_live(self._h, self._index)
             self._snapshots.remove_orphans({(g, st.snap_ref[1]) for g, st in
                                             self._index.groups.items() if st.snap_ref})
-            check(lib.prl_log_start(self._h, self._recovery.next_seq, self._recovery.next_lsn),
-                  f"create segment in {self.path}")
+            rec = self._recovery
+            seq, offset = rec.resume or (rec.next_seq, 0)
+            check(lib.prl_log_start(self._h, seq, rec.next_lsn, offset),
+                  f"start writing segment {seq} in {self.path}")
         except BaseException:
             os.close(self._lockfd)
             raise

@@ -66,6 +66,9 @@ class RecoveryResult:
     skipped_batches: int = 0      # tolerate_any: breaks passed over
     replay_anomalies: int = 0     # tolerate_any: records that did not fit the group's state
     removed_segments: List[int] = field(default_factory=list)
+    # (seq, offset): the newest segment ends cleanly there; writing continues
+    # in it instead of in a new segment.  None: start a new segment.
+    resume: Optional[Tuple[int, int]] = None
     superseded: List[Tuple[int, SnapRef]] = field(default_factory=list)
 
 
@@ -233,6 +236,7 @@ class Recovery:
         """Replays one segment; returns the lsn after its last valid batch."""
         res, mode = self.result, self.mode
         offset = R.SEGMENT_HEADER_SIZE
+        header_ok = not reason
         if reason:
             found = probe(base, size, seq, R.SEGMENT_HEADER_SIZE, 0) if size else None
             if newest and found is None and (mode != STRICT or _zero_header(base, size)):
@@ -263,6 +267,8 @@ class Recovery:
                 following = [nxt] if nxt else []
             clean = is_clean_end(reason)
             if newest and clean and not following:
+                if header_ok and _header_size(base) == size:
+                    res.resume = (seq, offset)
                 return lsn
             if newest and mode != TOLERATE_ANY:
                 acked = max((f.watermark for f in following), default=0) >= lsn
@@ -327,6 +333,11 @@ class Recovery:
                 st.base_index, st.base_term = op[2] - 1, 0
                 apply_ops(self.index, [op], positions, self.release, sup)
         del self.release[:]
+
+
+def _header_size(base: object) -> int:
+    """segment_size from a valid segment header."""
+    return int(R.SEGMENT_HEADER.unpack(ffi.buffer(base, R.SEGMENT_HEADER_SIZE))[5])
 
 
 def _zero_header(base: object, size: int) -> bool:
