@@ -74,12 +74,18 @@ void *prl_flusher_main(void *arg) {
         uint64_t target = log->written_lsn;
         int n = collect_dirty_locked(log, &list, &cap);
         int err = n < 0 ? -n : 0;
+        int dir = log->dir_dirty; /* a segment was renamed into the log */
+        log->dir_dirty = 0;
         pthread_mutex_unlock(&log->mu);
 
         uint64_t t0 = prl_now_ns();
         for (int i = 0; i < n && !err && log->opt.sync; i++) {
             err = prl_failpoint("flusher::fdatasync");
             if (!err && fdatasync(list[i]->fd) < 0) err = errno;
+        }
+        if (dir && !err && log->opt.sync) {
+            err = prl_failpoint("dir::fsync");
+            if (!err && fsync(log->dirfd) < 0) err = errno;
         }
         uint64_t t1 = prl_now_ns();
 

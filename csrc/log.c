@@ -24,7 +24,8 @@ static int cond_init_monotonic(pthread_cond_t *cv) {
 int prl_log_open(const char *dir, const prl_log_options *opt, prl_log **out) {
     long page = sysconf(_SC_PAGESIZE);
     if (opt->segment_size < PRL_MIN_SEGMENT_SIZE || opt->segment_size > PRL_MAX_SEGMENT_SIZE ||
-        opt->segment_size % (uint64_t)page)
+        opt->segment_size % (uint64_t)page || opt->prepare_ahead < 1 ||
+        opt->pool_max < opt->prepare_ahead)
         return PRL_E_BAD_ARGUMENT;
     prl_log *log = calloc(1, sizeof *log);
     if (!log) return -ENOMEM;
@@ -40,6 +41,7 @@ int prl_log_open(const char *dir, const prl_log_options *opt, prl_log **out) {
     pthread_cond_init(&log->flush_cv, NULL);
     cond_init_monotonic(&log->durable_cv);
     pthread_cond_init(&log->idle_cv, NULL);
+    cond_init_monotonic(&log->prep_cv);
     log->next_lsn = 1;
     *out = log;
     return 0;
@@ -112,6 +114,15 @@ int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offs
     if (lsn == 0 || resume_offset % PRL_ALIGN) return PRL_E_BAD_ARGUMENT;
     prl_segment *seg = NULL;
     int rc = 0;
+    /* After a kill the newest recovered segment may hold batches that are
+     * only in the page cache; they are part of the log now, so they must be
+     * durable before anything after them is acknowledged. */
+    pthread_mutex_lock(&log->mu);
+    prl_segment *newest = NULL;
+    for (uint64_t i = log->seg_slots; i-- > 0 && !newest;) newest = log->segs[i];
+    int nfd = newest ? newest->fd : -1;
+    pthread_mutex_unlock(&log->mu);
+    if (nfd >= 0 && log->opt.sync && fdatasync(nfd) < 0) return -errno;
     if (!resume_offset) {
         rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, &seg);
         if (rc) return rc;
@@ -124,7 +135,11 @@ int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offs
         if (!seg || resume_offset < PRL_SEGMENT_HEADER_SIZE || resume_offset > seg->size)
             rc = PRL_E_BAD_ARGUMENT;
         else
-            rc = prl_segment_make_writable(log->dirfd, seg);
+        {
+            char name[24];
+            prl_segment_name(seq, name);
+            rc = prl_segment_make_writable(log->dirfd, seg, name);
+        }
         if (!rc) {
             seg->used = resume_offset;
             seg->last_lsn = lsn - 1;
@@ -138,8 +153,11 @@ int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offs
         log->active = lookup_locked(log, seq);
         log->next_lsn = lsn;
         log->written_lsn = log->durable_lsn = lsn - 1;
+        log->recycle_hint = 1; /* recovery may have left a dead prefix */
         rc = -pthread_create(&log->flusher, NULL, prl_flusher_main, log);
         if (!rc) log->started = 1;
+        if (!rc) rc = -pthread_create(&log->preparer, NULL, prl_preparer_main, log);
+        if (!rc) log->preparer_started = 1;
     }
     pthread_mutex_unlock(&log->mu);
     if (seg) prl_segment_close(seg);
@@ -150,20 +168,39 @@ int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offs
  * once every batch of the old one is durable: a batch can then be missing
  * from a segment that has a successor only through media corruption, never
  * through a crash, and recovery can tell the two apart. */
-static int rotate(prl_log *log) {
+static int rotate(prl_log *log, uint64_t need) {
     pthread_mutex_lock(&log->mu);
     int rc = prl_wait_locked(log, log->active->last_lsn, -1);
-    uint64_t seq = log->active->seq + 1, lsn = log->next_lsn;
+    uint64_t seq = log->active->seq + 1, lsn = log->next_lsn, size = log->opt.segment_size;
+    prl_segment *seg = NULL;
+    if (need > size - PRL_SEGMENT_HEADER_SIZE) {
+        /* an oversize batch: a segment of its own, never recycled into the pool */
+        long page = sysconf(_SC_PAGESIZE);
+        size = (need + PRL_SEGMENT_HEADER_SIZE + (uint64_t)page - 1) / (uint64_t)page * (uint64_t)page;
+    } else if (!rc) {
+        seg = prl_ring_take_locked(log);
+        if (!seg) log->prepare_stalls++;
+    }
     pthread_mutex_unlock(&log->mu);
     if (rc) return rc;
-    prl_segment *seg;
-    rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, &seg);
-    if (rc) return rc;
+    if (seg) {
+        rc = prl_ring_activate(log, seg, seq, lsn);
+        if (rc) {
+            /* the free file stays behind; recovery adopts or deletes it */
+            prl_segment_close(seg);
+            return rc;
+        }
+    } else {
+        rc = prl_segment_create(log->dirfd, seq, size, lsn, &seg);
+        if (rc) return rc;
+    }
     pthread_mutex_lock(&log->mu);
     rc = insert_locked(log, seg);
     if (!rc) {
         log->active = seg;
         log->rotations++;
+        log->recycle_hint = 1;
+        pthread_cond_signal(&log->prep_cv);
     }
     pthread_mutex_unlock(&log->mu);
     if (rc) prl_segment_close(seg);
@@ -173,7 +210,7 @@ static int rotate(prl_log *log) {
 int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
                   const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
                   const uint32_t *lens, const uint8_t *payload, uint64_t payload_len,
-                  uint64_t *lsn_out, uint64_t *positions) {
+                  uint32_t flags, uint64_t *lsn_out, uint64_t *positions) {
     uint64_t total = PRL_BATCH_HEADER_SIZE, sum = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (types[i] < 1 || types[i] > PRL_REC_MAX) return PRL_E_BAD_ARGUMENT;
@@ -181,11 +218,14 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
         sum += lens[i];
     }
     if (sum != payload_len) return PRL_E_BAD_ARGUMENT;
-    if (total > log->opt.segment_size - PRL_SEGMENT_HEADER_SIZE) return PRL_E_TOO_LARGE;
+    if (total > UINT32_MAX ||
+        total > (flags & PRL_WRITE_OVERSIZE ? PRL_MAX_SEGMENT_SIZE - PRL_SEGMENT_HEADER_SIZE
+                                            : log->opt.segment_size - PRL_SEGMENT_HEADER_SIZE))
+        return PRL_E_TOO_LARGE;
 
     pthread_mutex_lock(&log->write_mu);
     if (log->active && log->active->used + total > log->active->size) {
-        int rc = rotate(log);
+        int rc = rotate(log, total);
         if (rc) {
             pthread_mutex_unlock(&log->write_mu);
             return rc;
@@ -305,8 +345,15 @@ static int account(prl_log *log, uint32_t n, const uint64_t *positions, int sign
         rc = record_locked(log, positions[i], &rec, &len, &s);
         if (rc) break;
         uint64_t size = prl_record_size(len);
-        if (sign > 0) s->live += size;
-        else s->live = s->live > size ? s->live - size : 0;
+        if (sign > 0) {
+            s->live += size;
+        } else {
+            s->live = s->live > size ? s->live - size : 0;
+            if (!s->live && s != log->active && !log->recycle_hint) {
+                log->recycle_hint = 1;
+                pthread_cond_signal(&log->prep_cv);
+            }
+        }
     }
     pthread_mutex_unlock(&log->mu);
     return rc;
@@ -318,6 +365,31 @@ int prl_log_release(prl_log *log, uint32_t n, const uint64_t *positions) {
 
 int prl_log_retain(prl_log *log, uint32_t n, const uint64_t *positions) {
     return account(log, n, positions, +1);
+}
+
+uint64_t prl_log_disk_bytes(prl_log *log) {
+    uint64_t sum = 0;
+    pthread_mutex_lock(&log->mu);
+    for (uint64_t i = 0; i < log->seg_slots; i++)
+        if (log->segs[i]) sum += log->segs[i]->size;
+    for (uint32_t i = 0; i < log->pool_n; i++) sum += log->pool[i]->size;
+    pthread_mutex_unlock(&log->mu);
+    return sum;
+}
+
+int prl_log_oldest_live(prl_log *log, uint64_t *seq, uint64_t *live) {
+    *seq = *live = 0;
+    pthread_mutex_lock(&log->mu);
+    for (uint64_t i = 0; i < log->seg_slots; i++) {
+        prl_segment *s = log->segs[i];
+        if (s && s->live) {
+            *seq = s->seq;
+            *live = s->live;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&log->mu);
+    return 0;
 }
 
 int prl_log_stats(prl_log *log, prl_stats *out) {
@@ -342,6 +414,13 @@ int prl_log_stats(prl_log *log, prl_stats *out) {
         out->disk_bytes += s->size;
         out->live_bytes += s->live;
     }
+    for (uint32_t i = 0; i < log->pool_n; i++) out->disk_bytes += log->pool[i]->size;
+    out->free_segments = log->pool_n;
+    out->segments_created = log->seg_created;
+    out->segments_reused = log->seg_reused;
+    out->segments_recycled = log->seg_recycled;
+    out->segments_deleted = log->seg_deleted;
+    out->prepare_stalls = log->prepare_stalls;
     memcpy(out->batches_per_sync, log->batches_per_sync, sizeof out->batches_per_sync);
     memcpy(out->durable_latency_us, log->durable_latency_us, sizeof out->durable_latency_us);
     pthread_mutex_unlock(&log->mu);
@@ -358,8 +437,10 @@ int prl_log_close(prl_log *log) {
     }
     log->stopping = 1;
     pthread_cond_signal(&log->flush_cv);
+    pthread_cond_signal(&log->prep_cv);
     pthread_mutex_unlock(&log->mu);
     if (log->started) pthread_join(log->flusher, NULL); /* it syncs what was written first */
+    if (log->preparer_started) pthread_join(log->preparer, NULL);
 
     pthread_mutex_lock(&log->mu);
     log->closed = 1;
@@ -367,6 +448,7 @@ int prl_log_close(prl_log *log) {
     while (log->nwaiters > 0) pthread_cond_wait(&log->idle_cv, &log->mu);
     for (uint64_t i = 0; i < log->seg_slots; i++) prl_segment_close(log->segs[i]);
     free(log->segs);
+    prl_ring_close_locked(log);
     log->segs = NULL;
     log->seg_slots = 0;
     log->active = NULL;
@@ -385,6 +467,7 @@ void prl_log_free(prl_log *log) {
     pthread_cond_destroy(&log->flush_cv);
     pthread_cond_destroy(&log->durable_cv);
     pthread_cond_destroy(&log->idle_cv);
+    pthread_cond_destroy(&log->prep_cv);
     free(log);
 }
 

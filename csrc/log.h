@@ -45,6 +45,21 @@ struct prl_log {
     uint64_t kicks; /* bumped by prl_log_kick: wakes prl_log_wait_change */
     pthread_t flusher;
 
+    /* The ring (ring.c): prepared free files, oldest first.  Writers:
+     * preparer thread (adds), writer (takes at rotation).  A free file is
+     * `<id>.free`, allocated in full and mapped read-write. */
+    prl_segment **pool;
+    uint32_t pool_n, pool_cap;
+    uint64_t next_free_id;
+    int recycle_hint;      /* live bytes of some segment reached 0: look */
+    int prep_error;        /* errno of the last failed preparation (stats) */
+    int dir_dirty;         /* a rename into the log awaits a directory fsync
+                              (the flusher does it before publishing) */
+    pthread_t preparer;
+    int preparer_started;
+    pthread_cond_t prep_cv; /* preparer sleeps here */
+    uint64_t seg_created, seg_reused, seg_recycled, seg_deleted, prepare_stalls;
+
     /* statistics (under mu) */
     uint64_t writes, syncs, bytes_written, records_written, sync_ns, rotations;
     uint64_t batches_per_sync[16];
@@ -54,6 +69,13 @@ struct prl_log {
 };
 
 uint64_t prl_now_ns(void);
+/* ring.c */
+void *prl_preparer_main(void *log);
+/* A prepared segment for `seq` whose first batch carries `lsn`, or NULL when
+ * none is ready (the caller then creates one itself: a stall).  mu held. */
+prl_segment *prl_ring_take_locked(prl_log *log);
+int prl_ring_activate(prl_log *log, prl_segment *seg, uint64_t seq, uint64_t lsn);
+void prl_ring_close_locked(prl_log *log);
 void *prl_flusher_main(void *log);
 /* Blocks until durable_lsn >= lsn; call with mu held.  0, -poison, or
  * PRL_E_CLOSED / PRL_E_TIMEOUT. */

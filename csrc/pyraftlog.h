@@ -82,7 +82,9 @@ typedef struct {
     uint64_t segment_size;         /* bytes, multiple of the page size */
     uint64_t min_sync_interval_ns; /* flusher pause after each fdatasync */
     int32_t sync;                  /* 0: tickets complete without fdatasync */
-    int32_t pad;
+    uint32_t prepare_ahead;        /* free segment files kept ready (>= 1) */
+    uint32_t pool_max;             /* free files kept at most; more are deleted */
+    uint32_t pad;
 } prl_log_options;
 
 typedef struct {
@@ -90,6 +92,12 @@ typedef struct {
     uint64_t writes, syncs, bytes_written, records_written;
     uint64_t sync_ns;              /* time spent in fdatasync */
     uint64_t segments, disk_bytes, live_bytes, active_seq, rotations;
+    uint64_t free_segments;        /* prepared or recycled files in the pool */
+    uint64_t segments_created;     /* free files allocated by the preparer */
+    uint64_t segments_reused;      /* rotations into a recycled file */
+    uint64_t segments_recycled;    /* emptied segments returned to the pool */
+    uint64_t segments_deleted;     /* emptied segments deleted (pool full) */
+    uint64_t prepare_stalls;       /* rotations that found no prepared file */
     int32_t poison_errno;          /* 0 until a sync or write failed */
     int32_t closed;
     uint64_t batches_per_sync[16]; /* bucket k: 2^k <= batches < 2^(k+1) */
@@ -106,6 +114,9 @@ typedef struct {
 int prl_log_open(const char *dir, const prl_log_options *opt, prl_log **out /* OUT */);
 /* Maps an existing segment file read-only (recovered segments). */
 int prl_log_attach(prl_log *log, uint64_t seq);
+/* Adds free file `<id>.free` found in the directory to the pool of prepared
+ * segments (or deletes it when it does not fit). */
+int prl_log_adopt_free(prl_log *log, uint64_t id);
 /* The mapping of an attached segment, for the scanner. */
 int prl_log_segment_base(prl_log *log, uint64_t seq, const uint8_t **base /* OUT */,
                          uint64_t *size /* OUT */);
@@ -115,13 +126,17 @@ int prl_log_segment_info(prl_log *log, uint64_t seq, prl_segment_info *out /* OU
  * at resume_offset (recovery found a clean end there).  Starts the flusher. */
 int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offset);
 
+enum { PRL_WRITE_OVERSIZE = 1 }; /* a batch larger than a segment gets a segment of its own */
+
 /* Appends one batch of n records atomically.  Record i has type types[i] and
  * payload lens[i] bytes taken in order from `payload` (payload_len in all).
- * positions[i] = segment seq << 32 | offset of record i's header. */
+ * positions[i] = segment seq << 32 | offset of record i's header.  A batch
+ * larger than a segment is PRL_E_TOO_LARGE unless flags has
+ * PRL_WRITE_OVERSIZE (purge rewrites of large groups). */
 int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
                   const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
                   const uint32_t *lens, const uint8_t *payload, uint64_t payload_len,
-                  uint64_t *lsn /* OUT */, uint64_t *positions /* OUT */);
+                  uint32_t flags, uint64_t *lsn /* OUT */, uint64_t *positions /* OUT */);
 
 /* Reads the headers of records at `positions`: payload lengths and aux bytes. */
 int prl_log_read_meta(prl_log *log, uint32_t n, const uint64_t *positions,
@@ -132,6 +147,10 @@ int prl_log_read_data(prl_log *log, uint32_t n, const uint64_t *positions, uint8
                       uint64_t cap);
 /* Live-byte accounting: the records at `positions` are no longer needed. */
 int prl_log_release(prl_log *log, uint32_t n, const uint64_t *positions);
+/* Bytes of all segment files, in the log and in the pool. */
+uint64_t prl_log_disk_bytes(prl_log *log);
+/* The oldest segment that still holds live records (*seq = 0: none). */
+int prl_log_oldest_live(prl_log *log, uint64_t *seq /* OUT */, uint64_t *live /* OUT */);
 /* Adds records back to the live count (recovery marks what it kept). */
 int prl_log_retain(prl_log *log, uint32_t n, const uint64_t *positions);
 
@@ -163,7 +182,7 @@ int prl_log_sync_history(prl_log *log, uint64_t *out /* OUT */, uint32_t n,
 
 /* The next `count` hits of failpoint `name` fail with errno `err` (count < 0:
  * all of them; err 0 clears).  Names: "segment::create", "segment::fallocate",
- * "segment::header_sync", "dir::fsync", "flusher::fdatasync". */
+ * "segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync". */
 void prl_failpoint_set(const char *name, int32_t err, int32_t count);
 
 /* out[0..5] = segment header size, batch header size, record header size,

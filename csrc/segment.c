@@ -24,23 +24,11 @@ void prl_segment_name(uint64_t seq, char *buf) {
 /* errno from a failpoint or from the call that just failed */
 #define FAIL_OR(point, call) (((fp = prl_failpoint(point)) != 0) ? (errno = fp, -1) : (call))
 
-int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_lsn,
-                       prl_segment **out) {
-    char name[24];
-    int fp, err, fd = -1;
-    uint8_t *base = MAP_FAILED;
-    prl_segment_name(seq, name);
+void prl_free_name(uint64_t id, char *buf) {
+    snprintf(buf, 24, "%016" PRIx64 ".free", id);
+}
 
-    fd = FAIL_OR("segment::create",
-                 openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (fd < 0) return -errno;
-    /* posix_fallocate returns the error instead of setting errno */
-    err = prl_failpoint("segment::fallocate");
-    if (!err) err = posix_fallocate(fd, 0, (off_t)size);
-    if (err) goto fail;
-    base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) { err = errno; goto fail; }
-
+void prl_segment_write_header(prl_segment *seg, uint64_t seq, uint64_t first_lsn) {
     struct prl_segment_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, PRL_SEGMENT_MAGIC, 8);
@@ -48,33 +36,103 @@ int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_ls
     h.header_size = PRL_SEGMENT_HEADER_SIZE;
     h.seq = seq;
     h.first_lsn = first_lsn;
-    h.segment_size = size;
+    h.segment_size = seg->size;
     h.crc = prl_crc32c(0, &h, offsetof(struct prl_segment_header, crc));
-    memcpy(base, &h, sizeof h);
+    memcpy(seg->base, &h, sizeof h);
+    seg->seq = seq;
+    seg->used = PRL_SEGMENT_HEADER_SIZE;
+    seg->live = 0;
+    seg->first_lsn = first_lsn;
+    seg->last_lsn = first_lsn - 1;
+}
 
-    /* The header and the allocation must be durable, and the new name in the
-     * directory too, before any batch in this file is acknowledged. */
-    if (FAIL_OR("segment::header_sync", fdatasync(fd)) < 0) { err = errno; goto fail; }
-    if (FAIL_OR("dir::fsync", fsync(dirfd)) < 0) { err = errno; goto fail; }
-
+/* Creates `name`, allocates it in full (never sparse: a store into a hole of
+ * a shared mapping SIGBUSes on a full disk) and maps it read-write. */
+static int create_mapped(int dirfd, const char *name, uint64_t size, prl_segment **out) {
+    int fp, err;
+    uint8_t *base = MAP_FAILED;
+    int fd = FAIL_OR("segment::create",
+                     openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd < 0) return -errno;
+    /* posix_fallocate returns the error instead of setting errno */
+    err = prl_failpoint("segment::fallocate");
+    if (!err) err = posix_fallocate(fd, 0, (off_t)size);
+    if (err) goto fail;
+    base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) { err = errno; goto fail; }
     prl_segment *seg = calloc(1, sizeof *seg);
     if (!seg) { err = ENOMEM; goto fail; }
-    seg->seq = seq;
     seg->fd = fd;
     seg->base = base;
     seg->size = size;
     seg->writable = 1;
-    seg->used = PRL_SEGMENT_HEADER_SIZE;
-    seg->first_lsn = first_lsn;
-    seg->last_lsn = first_lsn - 1;
     *out = seg;
     return 0;
-
 fail:
     if (base != MAP_FAILED) munmap(base, size);
     close(fd);
-    unlinkat(dirfd, name, 0); /* a half-made segment must not outlive the error */
+    unlinkat(dirfd, name, 0); /* a half-made file must not outlive the error */
     return -err;
+}
+
+int prl_segment_prepare(int dirfd, uint64_t id, uint64_t size, prl_segment **out) {
+    char name[24];
+    prl_free_name(id, name);
+    int rc = create_mapped(dirfd, name, size, out);
+    if (!rc) (*out)->seq = id;
+    return rc;
+}
+
+int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_lsn,
+                       prl_segment **out) {
+    char name[24];
+    int fp, err;
+    prl_segment *seg;
+    prl_segment_name(seq, name);
+    int rc = create_mapped(dirfd, name, size, &seg);
+    if (rc) return rc;
+    prl_segment_write_header(seg, seq, first_lsn);
+    /* The header and the allocation must be durable, and the new name in the
+     * directory too, before any batch in this file is acknowledged. */
+    if (FAIL_OR("segment::header_sync", fdatasync(seg->fd)) < 0 ||
+        FAIL_OR("dir::fsync", fsync(dirfd)) < 0) {
+        err = errno;
+        prl_segment_close(seg);
+        unlinkat(dirfd, name, 0);
+        return -err;
+    }
+    *out = seg;
+    return 0;
+}
+
+int prl_segment_open_rw(int dirfd, const char *name, uint64_t id, prl_segment **out) {
+    struct stat st;
+    int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (fstat(fd, &st) < 0 || st.st_size <= 0 || (uint64_t)st.st_size > PRL_MAX_SEGMENT_SIZE) {
+        close(fd);
+        return -EINVAL;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    uint8_t *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    prl_segment *seg = calloc(1, sizeof *seg);
+    if (!seg) {
+        munmap(base, size);
+        close(fd);
+        return -ENOMEM;
+    }
+    seg->seq = id;
+    seg->fd = fd;
+    seg->base = base;
+    seg->size = size;
+    seg->writable = 1;
+    *out = seg;
+    return 0;
 }
 
 int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out) {
@@ -106,9 +164,7 @@ int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out) {
     return 0;
 }
 
-int prl_segment_make_writable(int dirfd, prl_segment *seg) {
-    char name[24];
-    prl_segment_name(seg->seq, name);
+int prl_segment_make_writable(int dirfd, prl_segment *seg, const char *name) {
     int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
     if (fd < 0) return -errno;
     uint8_t *base = mmap(NULL, seg->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

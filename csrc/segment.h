@@ -10,6 +10,7 @@ typedef struct prl_segment {
     uint8_t *base;     /* mapping of the whole file */
     uint64_t size;     /* mapped bytes (the file's size) */
     int writable;
+    int recycled;      /* a free file that had a life before (stats) */
     /* The fields below are guarded by prl_log.mu. */
     uint64_t used;     /* bytes holding header and batches */
     uint64_t live;     /* bytes of records still needed by some group */
@@ -19,6 +20,12 @@ typedef struct prl_segment {
 } prl_segment;
 
 void prl_segment_name(uint64_t seq, char *buf /* OUT: >= 24 bytes */);
+void prl_free_name(uint64_t id, char *buf /* OUT: >= 24 bytes */);
+/* Creates free file `<id>.free`, allocated in full and mapped read-write.
+ * No sync: its name and allocation become durable when it joins the log. */
+int prl_segment_prepare(int dirfd, uint64_t id, uint64_t size, prl_segment **out /* OUT */);
+/* Writes a segment header for (seq, first_lsn) into the mapping. */
+void prl_segment_write_header(prl_segment *seg, uint64_t seq, uint64_t first_lsn);
 /* Creates `<seq>.seg`, allocates it in full (never sparse: a store into a hole
  * of a shared mapping SIGBUSes on a full disk), maps it, writes the header,
  * syncs the file and then the directory. */
@@ -26,8 +33,10 @@ int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_ls
                        prl_segment **out /* OUT */);
 /* Maps an existing segment read-only, whatever its bytes say. */
 int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out /* OUT */);
+/* Maps an existing file `name` read-write (a free file). */
+int prl_segment_open_rw(int dirfd, const char *name, uint64_t id, prl_segment **out /* OUT */);
 /* Re-maps an opened segment read-write, to continue writing after recovery. */
-int prl_segment_make_writable(int dirfd, prl_segment *seg);
+int prl_segment_make_writable(int dirfd, prl_segment *seg, const char *name);
 void prl_segment_close(prl_segment *seg);
 
 #endif

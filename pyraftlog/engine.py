@@ -21,8 +21,9 @@ from ._native import check, ffi, lib
 from .batch import WriteBatch
 from .errors import ClosedError, CompactedError, LockedError, RaftLogError, UnavailableError
 from .group_index import GroupIndex, GroupState
-from .plan import apply_ops, plan_batch
-from .recovery import MODES, Recovery, retain_live
+from .plan import Plan, apply_ops, plan_batch
+from .purge import Purger
+from .recovery import MODES, Recovery, list_free, retain_live
 from .snapshot_store import SnapshotStore
 from .ticket import Core, Ticket
 from .types import (EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, check_bytes,
@@ -63,6 +64,7 @@ class Engine:
                  recovery_mode: str = "tolerate_tail",
                  purge_threshold: int = DEFAULT_PURGE_THRESHOLD,
                  min_sync_interval: float = 0.0, sync: bool = True,
+                 prepare_ahead: int = 2, max_free_segments: Optional[int] = None,
                  progress: Optional[Callable[[int, int], None]] = None):
         self._closed = True
         self._forked = False
@@ -81,6 +83,13 @@ class Engine:
             raise ValueError("min_sync_interval must be between 0 and 10 seconds")
         if not isinstance(sync, bool):
             raise TypeError("sync must be True or False")
+        prepare_ahead = check_u64(prepare_ahead, "prepare_ahead")
+        if not 1 <= prepare_ahead <= 64:
+            raise ValueError("prepare_ahead must be between 1 and 64")
+        pool_max = prepare_ahead + 2 if max_free_segments is None else check_u64(
+            max_free_segments, "max_free_segments")
+        if not prepare_ahead <= pool_max <= 1024:
+            raise ValueError("max_free_segments must be between prepare_ahead and 1024")
         self.segment_size = seg
         self.recovery_mode = recovery_mode
         self.sync_enabled = sync
@@ -90,7 +99,8 @@ class Engine:
         try:
             opts = ffi.new("prl_log_options *", {
                 "segment_size": seg, "sync": int(sync),
-                "min_sync_interval_ns": int(min_sync_interval * 1e9)})
+                "min_sync_interval_ns": int(min_sync_interval * 1e9),
+                "prepare_ahead": prepare_ahead, "pool_max": pool_max})
             hp = ffi.new("prl_log **")
             check(lib.prl_log_open(self.path.encode(), opts, hp), f"open {self.path}")
             self._h = ffi.gc(hp[0], lib.prl_log_free)
@@ -100,6 +110,8 @@ class Engine:
             self._recovery = Recovery(self.path, self._h, recovery_mode, self._index,
                                       writable=True, progress=progress).run()
             retain_live(self._h, self._index)
+            for fid in list_free(self.path):
+                check(lib.prl_log_adopt_free(self._h, fid), "adopt free segment")
             self._snapshots.remove_orphans({(g, st.snap_ref[1]) for g, st in
                                             self._index.groups.items() if st.snap_ref})
             rec = self._recovery
@@ -112,6 +124,7 @@ class Engine:
         self._lock = threading.Lock()
         self._pending_deletes: Deque[Tuple[int, int, int]] = deque()  # (lsn, group, file_id)
         self._stats_buf = ffi.new("prl_stats *")
+        self._purger = Purger(self)
         self._closed = False
         _live_engines.add(self)
 
@@ -130,6 +143,7 @@ class Engine:
         """Make everything written durable, stop the flusher, release the
         directory.  Pending tickets complete (or fail if the log is poisoned).
         Idempotent."""
+        self._purger.stop()
         with self._lock:
             if self._closed:
                 return
@@ -162,43 +176,77 @@ class Engine:
         with self._lock:
             self._check()
             plan = plan_batch(self._index, batch, self._next_lsn_locked(), crc32c)
-            n = len(plan.types)
-            if n == 0:
+            if not plan.types:
                 return Ticket(self._core, self._lsns_locked()[1])
             if plan.size > self.segment_size - R.SEGMENT_HEADER_SIZE:
                 raise ValueError(f"batch of {plan.size} bytes does not fit a segment of "
                                  f"{self.segment_size} bytes (raise segment_size)")
-            written: List[Tuple[int, int]] = []
-            try:
-                for g, fid, data in plan.snapshot_files:
-                    self._snapshots.write(g, fid, data)
-                    written.append((g, fid))
-                payload = b"".join(plan.payloads)
-                positions = array("Q", bytes(8 * n))
-                lsn = ffi.new("uint64_t *")
-                rc = lib.prl_log_write(
-                    self._h, n, _fb("uint8_t[]", plan.types), _fb("uint8_t[]", plan.auxs),
-                    _fb("uint64_t[]", plan.groups), _fb("uint64_t[]", plan.indexes),
-                    _fb("uint64_t[]", plan.terms), _fb("uint32_t[]", plan.lens),
-                    _fb("uint8_t[]", payload), len(payload), lsn, _fb("uint64_t[]", positions))
-                if rc:
-                    self._core.raise_for(rc, "write")
-            except BaseException:
-                for g, fid in written:
-                    self._snapshots.delete(g, fid)
-                raise
-            release = array("Q")
-            superseded: List[Tuple[int, Tuple[int, int, int]]] = []
-            apply_ops(self._index, plan.ops, positions, release, superseded)
-            if release:
-                check(lib.prl_log_release(self._h, len(release), _fb("uint64_t[]", release)),
-                      "release")
-            ticket_lsn = int(lsn[0])
-            for g, ref in superseded:
+            ticket = Ticket(self._core, self._write_plan_locked(plan))
+        if lib.prl_log_disk_bytes(self._h) > self.purge_threshold:
+            self._purger.kick()
+        return ticket
+
+    def _write_plan_locked(self, plan: Plan, oversize: bool = False) -> int:
+        """Store the plan's snapshot files, write its records, apply its ops
+        to the index; returns the batch's lsn.  Nothing changes on error."""
+        n = len(plan.types)
+        written: List[Tuple[int, int]] = []
+        try:
+            for g, fid, data in plan.snapshot_files:
+                self._snapshots.write(g, fid, data)
+                written.append((g, fid))
+            payload = b"".join(plan.payloads)
+            positions = array("Q", bytes(8 * n))
+            lsn = ffi.new("uint64_t *")
+            rc = lib.prl_log_write(
+                self._h, n, _fb("uint8_t[]", plan.types), _fb("uint8_t[]", plan.auxs),
+                _fb("uint64_t[]", plan.groups), _fb("uint64_t[]", plan.indexes),
+                _fb("uint64_t[]", plan.terms), _fb("uint32_t[]", plan.lens),
+                _fb("uint8_t[]", payload), len(payload),
+                lib.PRL_WRITE_OVERSIZE if oversize else 0, lsn, _fb("uint64_t[]", positions))
+            if rc:
+                self._core.raise_for(rc, "write")
+        except BaseException:
+            for g, fid in written:
+                self._snapshots.delete(g, fid)
+            raise
+        release = array("Q")
+        superseded: List[Tuple[int, Tuple[int, int, int]]] = []
+        apply_ops(self._index, plan.ops, positions, release, superseded)
+        if release:
+            check(lib.prl_log_release(self._h, len(release), _fb("uint64_t[]", release)),
+                  "release")
+        ticket_lsn = int(lsn[0])
+        for g, ref in superseded:
+            st = self._index.get(g)
+            if st is None or st.snap_ref != ref:  # a rewrite re-references its own file
                 self._pending_deletes.append((ticket_lsn, g, ref[1]))
-            if self._pending_deletes:
-                self._reap_deletes_locked()
-            return Ticket(self._core, ticket_lsn)
+        if self._pending_deletes:
+            self._reap_deletes_locked()
+        return ticket_lsn
+
+    def purge(self, max_bytes: Optional[int] = None) -> int:
+        """Rewrite the groups that pin the oldest segments at the head of the
+        log so those segments can be recycled; returns the bytes rewritten.
+        Runs even below `purge_threshold` for the oldest segment; at most about
+        `max_bytes` per call.  A background thread does the same on its own
+        whenever disk use passes `purge_threshold`."""
+        self._check()
+        return self._purger.purge(max_bytes=max_bytes, force=True)
+
+    def _disk_bytes(self) -> int:
+        return int(lib.prl_log_disk_bytes(self._h))
+
+    def _oldest_live_seq(self) -> Optional[int]:
+        seq = ffi.new("uint64_t[2]")
+        lib.prl_log_oldest_live(self._h, seq, seq + 1)
+        return int(seq[0]) or None
+
+    def _active_seq(self) -> int:
+        with self._lock:
+            self._check()
+            lib.prl_log_stats(self._h, self._stats_buf)
+            return int(self._stats_buf.active_seq)
 
     def sync(self) -> None:
         """Block until everything written so far is durable."""
@@ -271,26 +319,34 @@ class Engine:
                 raise UnavailableError(f"group {group}: index {hi - 1} is above the last index {last}")
             if lo == hi or st is None:
                 return []
-            pos = st.positions[lo - base - 1:hi - base - 1]
-            n = len(pos)
-            lens = array("I", bytes(4 * n))
-            auxs = array("B", bytes(n))
-            total = ffi.new("uint64_t *")
-            pbuf = _fb("uint64_t[]", pos)
-            check(lib.prl_log_read_meta(self._h, n, pbuf, _fb("uint32_t[]", lens),
-                                        _fb("uint8_t[]", auxs), total), "read")
-            size = int(total[0])
-            if max_size is not None and size > max_size:
-                acc = 0
-                for k, ln in enumerate(lens):
-                    acc += ln
-                    if acc > max_size:
-                        n = max(k, 1)
-                        break
-                size = sum(lens[:n])
-            buf = bytearray(size)
-            check(lib.prl_log_read_data(self._h, n, pbuf, _fb("uint8_t[]", buf), size), "read")
-            terms = st.terms(lo, lo + n)
+            return self._read_entries_locked(st, lo, hi, max_size)
+
+    def _read_entries_locked(self, st: GroupState, lo: int, hi: int,
+                             max_size: Optional[int] = None) -> List[Entry]:
+        """Entries [lo, hi) of a group, checked by the caller, copied out of
+        the segment mappings by C."""
+        if lo >= hi:
+            return []
+        pos = st.positions[lo - st.base_index - 1:hi - st.base_index - 1]
+        n = len(pos)
+        lens = array("I", bytes(4 * n))
+        auxs = array("B", bytes(n))
+        total = ffi.new("uint64_t *")
+        pbuf = _fb("uint64_t[]", pos)
+        check(lib.prl_log_read_meta(self._h, n, pbuf, _fb("uint32_t[]", lens),
+                                    _fb("uint8_t[]", auxs), total), "read")
+        size = int(total[0])
+        if max_size is not None and size > max_size:
+            acc = 0
+            for k, ln in enumerate(lens):
+                acc += ln
+                if acc > max_size:
+                    n = max(k, 1)
+                    break
+            size = sum(lens[:n])
+        buf = bytearray(size)
+        check(lib.prl_log_read_data(self._h, n, pbuf, _fb("uint8_t[]", buf), size), "read")
+        terms = st.terms(lo, lo + n)
         data = bytes(buf)
         out = []
         off = 0
@@ -355,13 +411,22 @@ class Engine:
                 "written_lsn": int(s.written_lsn),
                 "durable_lsn": int(s.durable_lsn),
                 "rotations": int(s.rotations),
+                "free_segments": int(s.free_segments),
+                "segments_created": int(s.segments_created),
+                "segments_reused": int(s.segments_reused),
+                "segments_recycled": int(s.segments_recycled),
+                "segments_deleted": int(s.segments_deleted),
+                "prepare_stalls": int(s.prepare_stalls),
+                "purge_runs": self._purger.runs,
+                "purge_rewritten_bytes": self._purger.rewritten_bytes,
+                "purge_rewritten_groups": self._purger.rewritten_groups,
+                "purge_skipped_groups": self._purger.skipped_groups,
                 "poisoned_errno": int(s.poison_errno),
                 "recovered_batches": rec.recovered_batches,
                 "recovered_bytes": rec.recovered_bytes,
                 "dropped_tail_bytes": rec.dropped_tail_bytes,
                 "skipped_bytes": rec.skipped_bytes,
                 "skipped_batches": rec.skipped_batches,
-                "replay_anomalies": rec.replay_anomalies,
                 "batches_per_sync": _histogram(s.batches_per_sync, 16),
                 "durable_latency_us": _histogram(s.durable_latency_us, 24),
             }

@@ -25,10 +25,6 @@ _EMPTY_HS = HardState()
 _EMPTY_META = SnapshotMeta(0, 0)
 
 
-class GapError(Exception):
-    """Entries would leave a hole after the group's last index (replay only)."""
-
-
 class GroupState:
     __slots__ = ("base_index", "base_term", "positions", "run_starts", "run_terms",
                  "hard_state", "hs_pos", "snap_meta", "snap_ref", "snap_pos", "base_pos",
@@ -106,7 +102,12 @@ class GroupState:
             if not terms:
                 return
         if start > self.last_index + 1:
-            raise GapError(f"entry {start} after last index {self.last_index}")
+            # Replay only (writes are checked by plan.py): the records this
+            # group's entries followed were in segments since recycled.  The
+            # entries start here; a later compact or snapshot record in the
+            # log (live, so replayed) restores the base term.
+            self.truncate_from(self.base_index + 1, release)
+            self.base_index, self.base_term = start - 1, 0
         self.truncate_from(start, release)
         self.positions.extend(positions)
         starts, rterms = self.run_starts, self.run_terms
@@ -128,9 +129,14 @@ class GroupState:
 
     def compact(self, index: int, term: int, pos: int, release: array) -> None:
         """Drop entries <= index.  Replay may compact past the last index (a
-        rewritten group states its base first); then the group is empty there."""
-        if index <= self.base_index:
+        rewritten group states its base first); then the group is empty there.
+        Replay may also find the base already at `index` without a record
+        (entries whose predecessors were recycled): this record names it."""
+        if index < self.base_index or (index == self.base_index and self.base_pos is not None):
             release.append(pos)
+            return
+        if index == self.base_index:  # replay: the record naming the base after a gap
+            self.base_term, self.base_pos = term, pos
             return
         drop = min(index - self.base_index, len(self.positions))
         release.extend(self.positions[:drop])

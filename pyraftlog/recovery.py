@@ -34,7 +34,7 @@ from . import batch as B
 from . import record as R
 from ._native import REASONS, check, ffi, is_clean_end, lib
 from .errors import CorruptionError
-from .group_index import GapError, GroupIndex, SnapRef
+from .group_index import GroupIndex, SnapRef
 from .plan import Op, apply_ops
 from .types import SnapshotMeta
 
@@ -43,6 +43,7 @@ log = logging.getLogger("pyraftlog")
 STRICT, TOLERATE_TAIL, TOLERATE_ANY = "strict", "tolerate_tail", "tolerate_any"
 MODES = (STRICT, TOLERATE_TAIL, TOLERATE_ANY)
 _SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})\.seg$")
+_FREE_NAME = re.compile(r"^([0-9a-f]{16})\.free$")
 
 
 def segment_name(seq: int) -> str:
@@ -52,6 +53,11 @@ def segment_name(seq: int) -> str:
 def list_segments(path: str) -> List[int]:
     """Sequence numbers of the segment files in `path`, ascending."""
     return sorted(int(m.group(1), 16) for m in map(_SEGMENT_NAME.match, os.listdir(path)) if m)
+
+
+def list_free(path: str) -> List[int]:
+    """Ids of the free (prepared or recycled) segment files in `path`."""
+    return sorted(int(m.group(1), 16) for m in map(_FREE_NAME.match, os.listdir(path)) if m)
 
 
 @dataclass
@@ -64,7 +70,6 @@ class RecoveryResult:
     dropped_tail_bytes: int = 0
     skipped_bytes: int = 0        # tolerate_any: invalid bytes passed over
     skipped_batches: int = 0      # tolerate_any: breaks passed over
-    replay_anomalies: int = 0     # tolerate_any: records that did not fit the group's state
     removed_segments: List[int] = field(default_factory=list)
     # (seq, offset): the newest segment ends cleanly there; writing continues
     # in it instead of in a new segment.  None: start a new segment.
@@ -239,8 +244,10 @@ class Recovery:
         header_ok = not reason
         if reason:
             found = probe(base, size, seq, R.SEGMENT_HEADER_SIZE, 0) if size else None
-            if newest and found is None and (mode != STRICT or _zero_header(base, size)):
-                # created but never written: nothing in it was acknowledged
+            if newest and found is None and (mode != STRICT or _zero_header(base, size) or
+                                             reason == lib.PRL_R_SEQ_MISMATCH):
+                # created or recycled but never written (its header, or the
+                # previous life's, is all it holds): nothing was acknowledged
                 res.removed_segments.append(seq)
                 if self.writable:
                     os.unlink(self._name(seq))
@@ -318,20 +325,7 @@ class Recovery:
                 return offset, lsn, int(r.reason), int(r.bad_len)
 
     def _apply(self, ops: List[Op], positions: array, seq: int) -> None:
-        sup = self.result.superseded
-        for op in ops:
-            try:
-                apply_ops(self.index, [op], positions, self.release, sup)
-            except GapError as exc:
-                pos = positions[op[4]]
-                if self.mode != TOLERATE_ANY:
-                    raise self._corrupt(seq, pos & 0xFFFFFFFF, f"group {op[1]}: {exc}") from None
-                # keep what the log says from here on
-                self.result.replay_anomalies += 1
-                st = self.index.get_or_create(op[1])
-                st.truncate_from(st.base_index + 1, self.release)
-                st.base_index, st.base_term = op[2] - 1, 0
-                apply_ops(self.index, [op], positions, self.release, sup)
+        apply_ops(self.index, ops, positions, self.release, self.result.superseded)
         del self.release[:]
 
 

@@ -1,0 +1,179 @@
+/* ring.c — the ring of segment files: a pool of prepared free files kept
+ * ahead of the writer by a background thread, and the recycling of emptied
+ * segments back into that pool.
+ *
+ * A free file `<id>.free` is allocated in full and mapped.  Rotation takes
+ * the oldest one, renames it `<seq>.seg` and writes its header through the
+ * mapping; the flusher then makes header, data and rename durable (fdatasync
+ * of the file, fsync of the directory: dir_dirty) before any batch in it is
+ * acknowledged, so rotation never waits on fallocate or a sync of its own.
+ * Stale bytes of a recycled file never replay: every batch header names its
+ * segment's seq, which the new life's header changes (csrc/format.h).
+ *
+ * A segment is recycled when no record in it is needed (live == 0), it is
+ * the oldest in the log, not the active one, and durable.  Only the oldest
+ * goes, so the log always stays a suffix of its history: a dead record's
+ * effect concerns older records only, which are gone first. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failpoint.h"
+#include "log.h"
+
+static int pool_push_locked(prl_log *log, prl_segment *seg) {
+    if (log->pool_n == log->pool_cap) {
+        uint32_t cap = log->pool_cap ? log->pool_cap * 2 : 8;
+        prl_segment **p = realloc(log->pool, cap * sizeof *p);
+        if (!p) return -ENOMEM;
+        log->pool = p;
+        log->pool_cap = cap;
+    }
+    log->pool[log->pool_n++] = seg;
+    return 0;
+}
+
+prl_segment *prl_ring_take_locked(prl_log *log) {
+    if (!log->pool_n) return NULL;
+    prl_segment *seg = log->pool[0];
+    memmove(log->pool, log->pool + 1, --log->pool_n * sizeof *log->pool);
+    pthread_cond_signal(&log->prep_cv); /* prepare the next one */
+    return seg;
+}
+
+int prl_ring_activate(prl_log *log, prl_segment *seg, uint64_t seq, uint64_t lsn) {
+    char from[24], to[24];
+    int fp;
+    prl_free_name(seg->seq, from);
+    prl_segment_name(seq, to);
+    if ((fp = prl_failpoint("segment::rename")) != 0) return -fp;
+    if (renameat(log->dirfd, from, log->dirfd, to) < 0) return -errno;
+    prl_segment_write_header(seg, seq, lsn);
+    pthread_mutex_lock(&log->mu);
+    log->dir_dirty = 1; /* the flusher fsyncs the directory before publishing */
+    if (seg->recycled) log->seg_reused++;
+    pthread_mutex_unlock(&log->mu);
+    return 0;
+}
+
+/* Adds an existing free file (found by recovery) to the pool, or deletes it
+ * if the pool is full or its size is not the segment size. */
+int prl_log_adopt_free(prl_log *log, uint64_t id) {
+    char name[24];
+    prl_free_name(id, name);
+    prl_segment *seg = NULL;
+    int rc = prl_segment_open_rw(log->dirfd, name, id, &seg);
+    pthread_mutex_lock(&log->mu);
+    if (id >= log->next_free_id) log->next_free_id = id + 1;
+    if (!rc && seg->size == log->opt.segment_size && log->pool_n < log->opt.pool_max) {
+        seg->recycled = 1;
+        rc = pool_push_locked(log, seg);
+        if (!rc) seg = NULL;
+    }
+    pthread_mutex_unlock(&log->mu);
+    if (seg) prl_segment_close(seg);
+    if (seg || rc) unlinkat(log->dirfd, name, 0);
+    return 0;
+}
+
+/* Moves the oldest emptied segments to the pool (or deletes them). */
+static void recycle(prl_log *log) {
+    pthread_mutex_lock(&log->mu);
+    for (;;) {
+        uint64_t i = 0;
+        while (i < log->seg_slots && !log->segs[i]) i++;
+        if (i == log->seg_slots) break;
+        prl_segment *s = log->segs[i];
+        if (s == log->active || s->live || s->dirty || s->syncing || s->last_lsn > log->durable_lsn)
+            break;
+        log->segs[i] = NULL;
+        uint64_t id = log->next_free_id++;
+        int keep = log->pool_n < log->opt.pool_max && s->size == log->opt.segment_size;
+        pthread_mutex_unlock(&log->mu);
+
+        char from[24], to[24];
+        prl_segment_name(s->seq, from);
+        prl_free_name(id, to);
+        int rc;
+        if (keep) {
+            /* Renamed in order, each rename durable before the next, so a
+             * crash leaves at most a dead oldest segment, never a gap. */
+            rc = renameat(log->dirfd, from, log->dirfd, to) < 0 ? -errno : 0;
+            if (!rc && fsync(log->dirfd) < 0) rc = -errno;
+            if (!rc && !s->writable) rc = prl_segment_make_writable(log->dirfd, s, to);
+        } else {
+            rc = unlinkat(log->dirfd, from, 0) < 0 ? -errno : 0;
+            if (!rc && fsync(log->dirfd) < 0) rc = -errno;
+        }
+        pthread_mutex_lock(&log->mu);
+        if (keep && !rc) {
+            s->seq = id;
+            s->recycled = 1;
+            s->used = s->live = 0;
+            if (pool_push_locked(log, s) == 0) {
+                log->seg_recycled++;
+                continue;
+            }
+        }
+        pthread_mutex_unlock(&log->mu);
+        prl_segment_close(s);
+        pthread_mutex_lock(&log->mu);
+        if (!rc) log->seg_deleted++;
+    }
+    pthread_mutex_unlock(&log->mu);
+}
+
+void *prl_preparer_main(void *arg) {
+    prl_log *log = arg;
+    pthread_mutex_lock(&log->mu);
+    while (!log->stopping) {
+        if (log->recycle_hint) {
+            log->recycle_hint = 0;
+            pthread_mutex_unlock(&log->mu);
+            recycle(log);
+            pthread_mutex_lock(&log->mu);
+            continue;
+        }
+        if (log->pool_n < log->opt.prepare_ahead && !log->poison && !log->prep_error) {
+            uint64_t id = log->next_free_id++;
+            pthread_mutex_unlock(&log->mu);
+            prl_segment *seg;
+            int rc = prl_segment_prepare(log->dirfd, id, log->opt.segment_size, &seg);
+            pthread_mutex_lock(&log->mu);
+            if (!rc && pool_push_locked(log, seg) == 0) {
+                log->seg_created++;
+            } else {
+                if (!rc) {
+                    pthread_mutex_unlock(&log->mu);
+                    prl_segment_close(seg);
+                    pthread_mutex_lock(&log->mu);
+                }
+                log->prep_error = rc ? -rc : ENOMEM;
+            }
+            continue;
+        }
+        if (log->prep_error) {
+            /* e.g. ENOSPC: try again in a second, or when space is released */
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&log->prep_cv, &log->mu, &ts);
+            log->prep_error = 0;
+            continue;
+        }
+        pthread_cond_wait(&log->prep_cv, &log->mu);
+    }
+    pthread_mutex_unlock(&log->mu);
+    return NULL;
+}
+
+void prl_ring_close_locked(prl_log *log) {
+    for (uint32_t i = 0; i < log->pool_n; i++) prl_segment_close(log->pool[i]);
+    free(log->pool);
+    log->pool = NULL;
+    log->pool_n = log->pool_cap = 0;
+}

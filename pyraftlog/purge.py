@@ -1,0 +1,165 @@
+"""Purge: rewriting the groups that pin the oldest segment at the head of the
+log, so that segment's live bytes fall to zero and the ring recycles it.
+
+A lagging group (one that rarely compacts) keeps the oldest segment alive
+although every other group moved on; without a rewrite, disk use grows
+without bound (raft-engine's rewrite queue solves the same problem).  A group
+is rewritten whole, in one ordinary batch that reproduces its state exactly:
+
+    remove_group, snapshot meta (if any), compact to its base (if the base is
+    not the snapshot's), every live entry, hard state, every kv pair
+
+so the rewrite is atomic, a crash at any point loses nothing, and replay of
+the rewritten records rebuilds the same state.  A group whose state is larger
+than a segment is rewritten into an oversize segment of its own (deleted, not
+recycled, once emptied); only a group beyond the 1 GiB segment limit cannot
+be rewritten (it is counted in stats()["purge_skipped_groups"]).  Each group's rewrite holds
+the engine lock only for that group, so foreground writes interleave."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, List, Optional, Tuple
+
+from . import batch as B
+from . import record as R
+from .group_index import GroupState
+from .plan import Plan
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger("pyraftlog")
+
+
+def oldest_seq(st: GroupState) -> int:
+    """The oldest segment holding a record this group needs."""
+    seqs = [p >> 32 for p in st.pins()]
+    if st.positions:
+        seqs.append(st.positions[0] >> 32)
+    return min(seqs) if seqs else 1 << 64
+
+
+def rewrite_plan(g: int, st: GroupState, entries: List[Tuple[int, int, bytes, int]]) -> Plan:
+    """The batch that rewrites group g's whole state (see the module doc)."""
+    plan = Plan()
+    plan.ops.append((B.REMOVE, g, plan.add(R.REMOVE_GROUP, g)))
+    meta = st.snap_meta
+    if st.snap_pos is not None:
+        size, file_id, crc = st.snap_ref or (0, 0, 0)
+        rec = plan.add(R.SNAPSHOT, g, meta.index, meta.term,
+                       R.encode_snapshot(meta.conf_state, size, file_id, crc))
+        plan.ops.append((B.SNAPSHOT, g, meta, st.snap_ref, rec))
+    if st.base_index and (st.snap_pos is None or st.base_index != meta.index):
+        rec = plan.add(R.COMPACT, g, st.base_index, st.base_term)
+        plan.ops.append((B.COMPACT, g, st.base_index, st.base_term, rec))
+    if entries:
+        lo = len(plan.types)
+        for index, term, data, etype in entries:
+            plan.add(R.ENTRY, g, index, term, data, etype)
+        plan.ops.append((B.APPEND, g, entries[0][0], [e[1] for e in entries], lo, len(plan.types)))
+    if st.hs_pos is not None:
+        hs = st.hard_state
+        rec = plan.add(R.HARD_STATE, g, hs.commit, hs.term, R.encode_hard_state(hs))
+        plan.ops.append((B.HARD_STATE, g, hs, rec))
+    for key, (value, _) in sorted((st.kv or {}).items()):
+        rec = plan.add(R.KV_PUT, g, payload=R.encode_kv(key, value))
+        plan.ops.append((B.PUT, g, key, value, rec))
+    return plan
+
+
+class Purger:
+    """Runs purge steps: on demand (`Engine.purge`) and from a background
+    thread woken by writes once disk use passes the threshold."""
+
+    def __init__(self, engine: "Engine"):
+        self.engine = engine
+        self.rewritten_bytes = 0
+        self.rewritten_groups = 0
+        self.skipped_groups = 0   # live state larger than one batch can hold
+        self.runs = 0
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: Optional[threading.Thread] = None
+        self._mu = threading.Lock()  # one purge at a time
+
+    def kick(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pyraftlog-purge", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop:
+                return
+            try:
+                self.purge()
+            except Exception as exc:  # a closed or poisoned engine ends purging quietly
+                if not self._stop:
+                    log.warning("pyraftlog: background purge stopped: %s", exc)
+
+    def purge(self, max_bytes: Optional[int] = None, force: bool = False) -> int:
+        """Rewrite groups pinning the oldest segments while disk use exceeds
+        the threshold (or once, with force); returns bytes rewritten."""
+        with self._mu:
+            self.runs += 1
+            done = 0
+            tried = set()
+            while not self._stop and (force or self.engine._disk_bytes() > self.engine.purge_threshold):
+                seq = self.engine._oldest_live_seq()
+                active = self.engine._active_seq()
+                if seq is None or seq in tried or seq >= active:
+                    break
+                # Rewrite only what lies half a threshold behind the head: a
+                # rewritten group then waits that long before its next
+                # rewrite, which bounds the write amplification of a group
+                # that never compacts.
+                if not force and (active - seq) * self.engine.segment_size < \
+                        self.engine.purge_threshold // 2:
+                    break
+                tried.add(seq)
+                n = self._rewrite_pinners(seq, None if max_bytes is None else max_bytes - done)
+                done += n
+                force = False
+                if max_bytes is not None and done >= max_bytes:
+                    break
+            return done
+
+    def _rewrite_pinners(self, seq: int, budget: Optional[int]) -> int:
+        eng = self.engine
+        with eng._lock:
+            eng._check()
+            pinners = [g for g, st in eng._index.groups.items() if oldest_seq(st) == seq]
+        done = 0
+        for g in pinners:
+            if budget is not None and done >= budget:
+                break
+            with eng._lock:  # one group at a time: foreground writes interleave
+                eng._check()
+                st = eng._index.get(g)
+                if st is None or oldest_seq(st) != seq:
+                    continue
+                entries = eng._read_entries_locked(st, st.base_index + 1, st.last_index + 1)
+                plan = rewrite_plan(g, st, entries)
+                if plan.size > R.MAX_SEGMENT_SIZE - R.SEGMENT_HEADER_SIZE:
+                    self.skipped_groups += 1
+                    log.warning("pyraftlog: group %d holds %d live bytes, more than the largest "
+                                "segment; it cannot be rewritten and pins segment %d",
+                                g, plan.size, seq)
+                    continue
+                # a group larger than a segment goes into a segment of its own
+                eng._write_plan_locked(plan, oversize=True)
+                done += plan.size
+                self.rewritten_bytes += plan.size
+                self.rewritten_groups += 1
+        return done
