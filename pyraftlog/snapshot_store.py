@@ -74,7 +74,11 @@ class SnapshotStore:
         except BaseException:
             _unlink_quietly(tmp)
             raise
-        self.sync_dir()
+        try:
+            self.sync_dir()
+        except BaseException:
+            _unlink_quietly(final)  # no record will name it
+            raise
 
     def sync_dir(self) -> None:
         _fail("snapshot::dir_fsync")
