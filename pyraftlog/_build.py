@@ -19,24 +19,37 @@ def cdef_text() -> str:
     return "\n".join(line for line in text.splitlines() if not re.match(r"\s*#", line))
 
 
-ffibuilder = FFI()
-ffibuilder.cdef(cdef_text())
+def make_builder(absolute: bool = False) -> FFI:
+    """setuptools wants source paths relative to the project; a build into
+    another directory (make test-asan) needs them absolute."""
+    def path(p: pathlib.Path) -> str:
+        return str(p if absolute else p.relative_to(ROOT))
 
-_cflags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread"]
-_ldflags = ["-pthread"]
-if os.environ.get("PYRAFTLOG_SANITIZE"):
-    _san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
-    _cflags = [f for f in _cflags if f != "-O2"] + ["-O1", "-g"] + _san
-    _ldflags += _san
+    cflags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread"]
+    ldflags = ["-pthread"]
+    if os.environ.get("PYRAFTLOG_SANITIZE"):
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+               "-fno-sanitize-recover=undefined"]
+        cflags = [f for f in cflags if f != "-O2"] + ["-O1", "-g"] + san
+        ldflags += san
+    ffi = FFI()
+    ffi.cdef(cdef_text())
+    ffi.set_source(
+        "pyraftlog._pyraftlog_c",
+        '#include "pyraftlog.h"',
+        sources=[path(CSRC / s) for s in SOURCES],
+        include_dirs=[path(CSRC)],
+        extra_compile_args=cflags,
+        extra_link_args=ldflags,
+    )
+    return ffi
 
-ffibuilder.set_source(
-    "pyraftlog._pyraftlog_c",
-    '#include "pyraftlog.h"',
-    sources=[str((CSRC / s).relative_to(ROOT)) for s in SOURCES],
-    include_dirs=[str(CSRC.relative_to(ROOT))],
-    extra_compile_args=_cflags,
-    extra_link_args=_ldflags,
-)
+
+ffibuilder = make_builder()
 
 if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+    # python pyraftlog/_build.py DIR: build the extension into DIR/pyraftlog/
+    # (make test-asan builds its sanitized copy this way, beside the real one)
+    import sys
+
+    make_builder(absolute=True).compile(tmpdir=sys.argv[1] if len(sys.argv) > 1 else ".")
