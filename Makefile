@@ -43,9 +43,9 @@ test-asan: build
 	rm -rf build/asan && mkdir -p build/asan
 	cp -r pyraftlog build/asan/ && rm -f build/asan/pyraftlog/*.so
 	PYRAFTLOG_SANITIZE=1 $(PY) pyraftlog/_build.py build/asan > build/asan/build.log
-	PYTHONPATH=$(CURDIR)/build/asan LD_PRELOAD=$(ASAN_LIB) \
+	PYRAFTLOG_EXPECT_SANITIZED=1 PYTHONPATH=$(CURDIR)/build/asan LD_PRELOAD=$(ASAN_LIB) \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
-		$(PYTEST) -q -m 'not slow' -p no:cacheprovider $(ASAN_TESTS)
+		$(PY) -P -m pytest -q -m "not slow" -p no:cacheprovider $(ASAN_TESTS)
 
 test-crash: build
 	PYRAFTLOG_KILL_POINTS=200 $(PYTEST) -q tests/crash tests/fault

@@ -33,3 +33,10 @@ def test_extension_equals_whole():
         a = lib.prl_crc32c(0, ffi.from_buffer(data[:cut]), cut)
         b = lib.prl_crc32c(a, ffi.from_buffer(data[cut:]), len(data) - cut)
         assert b == lib.prl_crc32c(0, ffi.from_buffer(data), len(data))
+
+
+def test_sanitized_build_is_the_one_under_test():
+    # make test-asan sets this: prove the sanitized copy was imported
+    if os.environ.get("PYRAFTLOG_EXPECT_SANITIZED"):
+        import pyraftlog._pyraftlog_c as c
+        assert "build/asan" in c.__file__
