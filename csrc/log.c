@@ -84,6 +84,16 @@ int prl_log_attach(prl_log *log, uint64_t seq) {
     return rc;
 }
 
+int prl_log_detach(prl_log *log, uint64_t seq) {
+    pthread_mutex_lock(&log->mu);
+    prl_segment *s = lookup_locked(log, seq);
+    int rc = !s ? -ENOENT : (s == log->active || s->syncing) ? -EBUSY : 0;
+    if (!rc) log->segs[seq - log->seg_base] = NULL;
+    pthread_mutex_unlock(&log->mu);
+    if (!rc) prl_segment_close(s);
+    return rc;
+}
+
 int prl_log_segment_base(prl_log *log, uint64_t seq, const uint8_t **base, uint64_t *size) {
     pthread_mutex_lock(&log->mu);
     prl_segment *s = lookup_locked(log, seq);

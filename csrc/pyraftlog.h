@@ -114,6 +114,8 @@ typedef struct {
 int prl_log_open(const char *dir, const prl_log_options *opt, prl_log **out /* OUT */);
 /* Maps an existing segment file read-only (recovered segments). */
 int prl_log_attach(prl_log *log, uint64_t seq);
+/* Unmaps an attached segment and forgets it (recovery drops an unfinished one). */
+int prl_log_detach(prl_log *log, uint64_t seq);
 /* Adds free file `<id>.free` found in the directory to the pool of prepared
  * segments (or deletes it when it does not fit). */
 int prl_log_adopt_free(prl_log *log, uint64_t id);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, List, Tuple
 
-from .types import (HardState, Snapshot, check_bytes, check_entry, check_hard_state,
+from .types import (U64_MAX, HardState, Snapshot, check_bytes, check_entry, check_hard_state,
                     check_snapshot, check_u64)
 
 # operation codes (internal)
@@ -31,12 +31,15 @@ class WriteBatch:
 
     def append(self, group: int, entries: Iterable[Any]) -> "WriteBatch":
         """Append entries (consecutive indexes) to `group`'s log."""
-        g = check_u64(group, "group")
+        g = group if type(group) is int and 0 <= group <= U64_MAX else check_u64(group, "group")
         es = [check_entry(e) for e in entries]
-        for a, b in zip(es, es[1:]):
-            if b.index != a.index + 1:
-                raise ValueError(f"group {g}: entries must have consecutive indexes, "
-                                 f"got {a.index} then {b.index}")
+        if len(es) > 1:
+            prev = es[0].index
+            for e in es[1:]:
+                if e.index != prev + 1:
+                    raise ValueError(f"group {g}: entries must have consecutive indexes, "
+                                     f"got {prev} then {e.index}")
+                prev = e.index
         if es:
             self._ops.append((APPEND, g, es))
         return self

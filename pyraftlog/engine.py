@@ -175,7 +175,7 @@ class Engine:
             raise TypeError(f"write takes a WriteBatch, not {type(batch).__name__}")
         with self._lock:
             self._check()
-            plan = plan_batch(self._index, batch, self._next_lsn_locked(), crc32c)
+            plan = plan_batch(self._index, batch, self._next_lsn_locked, crc32c)
             if not plan.types:
                 return Ticket(self._core, self._lsns_locked()[1])
             if plan.size > self.segment_size - R.SEGMENT_HEADER_SIZE:
@@ -198,10 +198,11 @@ class Engine:
             payload = b"".join(plan.payloads)
             positions = array("Q", bytes(8 * n))
             lsn = ffi.new("uint64_t *")
+            types, auxs, groups, indexes, terms, lens = plan.arrays()
             rc = lib.prl_log_write(
-                self._h, n, _fb("uint8_t[]", plan.types), _fb("uint8_t[]", plan.auxs),
-                _fb("uint64_t[]", plan.groups), _fb("uint64_t[]", plan.indexes),
-                _fb("uint64_t[]", plan.terms), _fb("uint32_t[]", plan.lens),
+                self._h, n, _fb("uint8_t[]", types), _fb("uint8_t[]", auxs),
+                _fb("uint64_t[]", groups), _fb("uint64_t[]", indexes),
+                _fb("uint64_t[]", terms), _fb("uint32_t[]", lens),
                 _fb("uint8_t[]", payload), len(payload),
                 lib.PRL_WRITE_OVERSIZE if oversize else 0, lsn, _fb("uint64_t[]", positions))
             if rc:

@@ -96,6 +96,17 @@ class GroupState:
         del self.run_terms[j:]
 
     def append(self, start: int, terms: Sequence[int], positions: array, release: array) -> None:
+        rterms = self.run_terms
+        if start == self.base_index + len(self.positions) + 1 and self.positions:
+            # the common case: new entries right after the last one
+            self.positions.extend(positions)
+            last = rterms[-1]
+            for k, t in enumerate(terms):
+                if t != last:
+                    self.run_starts.append(start + k)
+                    rterms.append(t)
+                    last = t
+            return
         if start <= self.base_index:  # replay of entries at or below the compaction point
             skip = self.base_index + 1 - start
             terms, positions, start = terms[skip:], positions[skip:], self.base_index + 1

@@ -2,41 +2,45 @@
 (`pyraftlog inspect | dump | verify`, see pyraftlog/cli.py).
 
 Nothing here takes the directory's LOCK, writes, or deletes: segments are
-mapped read-only through a C log handle that never starts a writer, and
-recovery runs with `writable=False`.  So all of it works on a directory a live
-Engine holds and is writing, with two consequences handled here:
+mapped read-only through a C log handle that never starts a writer.  So all
+of it works on a directory a live Engine holds and is writing, which brings
+three races, handled here:
 
 * The newest segment's tail may be a batch the writer is copying right now
   (it looks torn), or a batch may complete between the scan that stopped at
   its place and the probe that looks past it (valid batches "follow the
-  end").  `Walker` re-reads such a break a few times before it believes it;
+  end").  `Walker` re-reads such a break for a while before it believes it;
   an unacknowledged tail that is still torn while another process holds the
   lock is a write in flight, not a problem.
-* A segment may appear or vanish between listing and mapping; callers retry.
+* The writer recycles the oldest segments (csrc/ring.c): a listed segment
+  may be gone before it is mapped, or renamed and reused while it is read.
+  A problem in a segment that is no longer in the directory (or after one)
+  is that race, not corruption.
+* A rotation renames a free file `<seq>.seg` before writing its header.
 
 `Walker` checks what strict recovery checks (pyraftlog/recovery.py) without
 raising: every segment header, every batch checksum, the lsn chain across
-segments, and with `Replay` the payloads and each group's index sequence.
-It reports problems as `Problem`s, in log order."""
+segments; with the `Replay` sink also every payload, while it rebuilds the
+group state recovery would.  It reports `Problem`s in log order."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import record as R
 from ._native import REASONS, check, ffi, is_clean_end, lib
-from .errors import CorruptionError
-from .group_index import GapError, GroupIndex, SnapRef
-from .plan import apply_ops
 from .engine import crc32c
-from .recovery import (TOLERATE_ANY, TOLERATE_TAIL, Recovery, Scanner, list_segments, probe,
-                       retain_live, segment_name)
+from .errors import CorruptionError
+from .group_index import GroupIndex, GroupState, SnapRef
+from .plan import apply_ops
+from .recovery import Scanner, list_free, list_segments, probe, segment_name
 from .snapshot_store import SnapshotStore
 
 # Only validated by prl_log_open: a read-only handle never creates a segment.
@@ -73,14 +77,13 @@ class SegmentSummary:
     size: int                  # bytes mapped: the file size (capped at 1 GiB)
     header_ok: bool = False
     first_lsn: int = 0         # from the header (0 if the header is invalid)
-    end_lsn: int = 0           # lsn after the last valid batch
     used: int = 0              # offset where the segment's valid log ends
     batches: int = 0
     records: int = 0
     last_lsn: int = 0          # lsn of the last valid batch (0: none)
     unfinished: bool = False   # newest, header never written: recovery removes it
-    tail_cut: int = 0          # bytes of an earlier torn tail after `used`
     in_flight: bool = False    # the tail was still being written
+    recycled: bool = False     # a live writer recycled it while it was read
 
 
 @dataclass
@@ -90,6 +93,7 @@ class WalkResult:
     batches: int = 0
     records: int = 0
     bytes: int = 0             # bytes of valid batches
+    next_lsn: int = 1          # lsn after the last valid batch of the log
 
 
 class RawLog:
@@ -97,7 +101,11 @@ class RawLog:
 
     def __init__(self, path: str):
         self.path = path
-        opts = ffi.new("prl_log_options *", {"segment_size": _HANDLE_SEGMENT_SIZE, "sync": 0})
+        opts = ffi.new("prl_log_options *")
+        opts.segment_size = _HANDLE_SEGMENT_SIZE
+        for name, _ in ffi.typeof("prl_log_options").fields:
+            if name in ("prepare_ahead", "pool_max"):  # validated only: no writer starts
+                setattr(opts, name, 1)
         hp = ffi.new("prl_log **")
         check(lib.prl_log_open(os.fsencode(path), opts, hp), f"open {path}")
         self.h: Any = hp[0]
@@ -117,9 +125,12 @@ class RawLog:
     def attach(self, seq: int) -> bool:
         """Map segment `seq`; False if it vanished since it was listed."""
         rc = lib.prl_log_attach(self.h, seq)
-        if rc == -2:  # ENOENT: a live process removed it
+        if rc == -errno.ENOENT:  # a live process recycled it
             return False
-        check(rc, f"open {os.path.join(self.path, segment_name(seq))}")
+        name = os.path.join(self.path, segment_name(seq))
+        if rc == -errno.E2BIG:
+            raise InspectError(f"{name}: sequence number too far from the other segments'")
+        check(rc, f"open {name}")
         return True
 
     def mapping(self, seq: int) -> Tuple[Any, int]:
@@ -128,24 +139,18 @@ class RawLog:
         check(lib.prl_log_segment_base(self.h, seq, base, size), "segment")
         return base[0], int(size[0])
 
-    def live_bytes(self, seq: int) -> Optional[int]:
-        info = ffi.new("prl_segment_info *")
-        if lib.prl_log_segment_info(self.h, seq, info):
-            return None
-        return int(info.live)
-
-    def record_bytes(self, positions: "array[int]") -> int:
-        """Bytes on disk of the records at `positions` (headers and padding)."""
+    def record_sizes(self, positions: Any) -> Optional[Any]:
+        """Bytes on disk (header and padding included) of the records at
+        `positions` (a uint64 array); None if they no longer parse."""
         n = len(positions)
-        if not n:
-            return 0
         lens = np.zeros(n, np.uint32)
         auxs = np.zeros(n, np.uint8)
         total = ffi.new("uint64_t *")
-        check(lib.prl_log_read_meta(self.h, n, ffi.from_buffer("uint64_t[]", positions),
-                                    ffi.from_buffer("uint32_t[]", lens),
-                                    ffi.from_buffer("uint8_t[]", auxs), total), "read")
-        return int(n * R.RECORD_HEADER_SIZE + ((lens.astype(np.uint64) + 7) & ~np.uint64(7)).sum())
+        if n and lib.prl_log_read_meta(self.h, n, ffi.from_buffer("uint64_t[]", positions),
+                                       ffi.from_buffer("uint32_t[]", lens),
+                                       ffi.from_buffer("uint8_t[]", auxs), total):
+            return None
+        return R.RECORD_HEADER_SIZE + ((lens.astype(np.uint64) + 7) & ~np.uint64(7))
 
 
 def check_directory(path: str) -> List[int]:
@@ -221,40 +226,37 @@ class Walker:
         self.scanner = Scanner()
         self.result = WalkResult()
         self.stopped = False
-
-    def _problem(self, seg: SegmentSummary, offset: int, reason: str, torn: bool = False) -> None:
-        self.result.problems.append(Problem(seg.path, offset, reason, torn))
-        if not self.keep_going:
-            self.stopped = True
+        self.chain: List[SegmentSummary] = []
 
     def run(self, seqs: List[int]) -> WalkResult:
         heads = []
-        for seq in seqs:
-            if not self.log.attach(seq):
-                continue
-            base, size = self.log.mapping(seq)
-            first = ffi.new("uint64_t *")
-            reason = lib.prl_scan_header(base, size, seq, first)
-            seg = SegmentSummary(seq, os.path.join(self.log.path, segment_name(seq)), size,
-                                 not reason, int(first[0]))
-            heads.append((seg, base, int(reason)))
+        for attempt in range(10):
+            for seq in seqs:
+                if not self.log.attach(seq):
+                    continue
+                base, size = self.log.mapping(seq)
+                seg = SegmentSummary(seq, os.path.join(self.log.path, segment_name(seq)), size)
+                heads.append((seg, base, self._header(seg, base)))
+            if heads or not self.live:
+                break
+            seqs = list_segments(self.log.path)  # a live writer recycled all it had listed
         if heads and self.live:  # the writer may be writing the newest header right now
             seg, base, reason = heads[-1]
             deadline = time.monotonic() + _SETTLE_LIVE
             while reason and not _zero(base, seg.size) and time.monotonic() < deadline:
                 time.sleep(_SETTLE_PAUSE)
-                first = ffi.new("uint64_t *")
-                reason = int(lib.prl_scan_header(base, seg.size, seg.seq, first))
-                seg.header_ok, seg.first_lsn = not reason, int(first[0])
+                reason = self._header(seg, base)
             heads[-1] = (seg, base, reason)
-        # A newest segment whose header was never written and that holds no
-        # batch is a creation a crash interrupted: not part of the chain.
+        # A newest segment that holds nothing but zeros or its previous life
+        # is a creation or a rotation a crash interrupted (recovery removes
+        # it): the log ends in the segment before.
         if heads:
             seg, base, reason = heads[-1]
-            if reason and _zero(base, seg.size) and not (
+            if reason and (_zero(base, seg.size) or reason == lib.PRL_R_SEQ_MISMATCH) and not (
                     seg.size and probe(base, seg.size, seg.seq, R.SEGMENT_HEADER_SIZE, 0)):
                 seg.unfinished = True
         chain = [h for h in heads if not h[0].unfinished]
+        self.chain = [h[0] for h in chain]
         total = sum(h[0].size for h in heads) or 1
         done = 0
         expect: Optional[int] = None
@@ -262,9 +264,9 @@ class Walker:
             newest = k == len(chain) - 1
             nxt = chain[k + 1] if not newest else None
             nxt_first = nxt[0].first_lsn if nxt and not nxt[2] else None
-            lsn = self._segment(seg, base, reason, expect, newest, nxt_first, nxt is not None)
-            if lsn is not None:
-                expect = lsn
+            expect = self._segment(k, seg, base, reason, expect, newest, nxt_first, nxt is not None)
+            if expect is not None:
+                self.result.next_lsn = expect
             done += seg.size
             if self.progress:
                 self.progress(done, total)
@@ -273,34 +275,58 @@ class Walker:
         self.result.segments = [h[0] for h in heads]
         return self.result
 
-    def _segment(self, seg: SegmentSummary, base: Any, reason: int, expect: Optional[int],
+    @staticmethod
+    def _header(seg: SegmentSummary, base: Any) -> int:
+        first = ffi.new("uint64_t *")
+        reason = int(lib.prl_scan_header(base, seg.size, seg.seq, first))
+        seg.header_ok, seg.first_lsn = not reason, int(first[0])
+        return reason
+
+    def _problem(self, k: int, offset: int, reason: str, torn: bool = False) -> bool:
+        """Record a problem in chain segment k; False if instead a live
+        writer recycled that segment or an older one while it was read."""
+        if self.live:
+            gone = [s for s in self.chain[:k + 1] if not os.path.exists(s.path)]
+            for s in gone:
+                s.recycled = True
+            if gone:
+                return False
+        self.result.problems.append(Problem(self.chain[k].path, offset, reason, torn))
+        if not self.keep_going:
+            self.stopped = True
+        return True
+
+    def _segment(self, k: int, seg: SegmentSummary, base: Any, reason: int, expect: Optional[int],
                  newest: bool, next_first: Optional[int], has_next: bool) -> Optional[int]:
+        """Walks one segment; the lsn after its last valid batch, or None if
+        the chain cannot continue from it."""
         size = seg.size
-        offset = R.SEGMENT_HEADER_SIZE
-        lsn = seg.first_lsn
+        offset, lsn = R.SEGMENT_HEADER_SIZE, seg.first_lsn
         if reason:
-            self._problem(seg, 0, REASONS.get(reason, "bad segment header"))
-            found = probe(base, size, seg.seq, offset, 0) if size and self.keep_going else None
-            if self.stopped or found is None:
+            if not self._problem(k, 0, REASONS.get(reason, "bad segment header")):
+                return None
+            found = probe(base, size, seg.seq, offset, 0) if size and not self.stopped else None
+            if found is None:
                 return None
             offset, lsn = found.offset, found.lsn
         elif expect is not None and seg.first_lsn != expect:
-            self._problem(seg, 0, f"segment starts at batch {seg.first_lsn}, but the previous "
-                                  f"segment ends before batch {expect}")
-            if self.stopped:
+            if (not self._problem(k, 0, f"segment starts at batch {seg.first_lsn}, but the "
+                                        f"previous segment ends before batch {expect}")
+                    and seg.recycled):
                 return None
+        if self.stopped:
+            return None
         mem = ffi.buffer(base, size)
         deadline: Optional[float] = None
         while True:
-            offset, lsn, why, bad_len = self._scan(seg, base, mem, offset, lsn)
-            seg.used, seg.end_lsn = offset, lsn
+            offset, lsn, why = self._scan(seg, base, mem, offset, lsn)
+            seg.used = offset
             if self.stopped:
                 return lsn
             clean = is_clean_end(why)
             if has_next and (next_first == lsn or (next_first is None and clean)):
                 # the successor continues the chain (a tail after `offset` was
                 # cut by an earlier recovery), or its own header is the problem
-                seg.tail_cut = 0 if clean else max(bad_len, R.ALIGN)
                 return lsn
             if newest:
                 following = self._following(base, size, seg.seq, offset + R.ALIGN, lsn)
@@ -322,18 +348,23 @@ class Walker:
                     text = REASONS.get(why, "?") + "; a later batch shows it was acknowledged"
                 else:
                     text = REASONS.get(why, "?") + " (torn tail: never acknowledged)"
-                self._problem(seg, offset, text, torn=not clean and not acked)
+                if not self._problem(k, offset, text, torn=not clean and not acked):
+                    return None
+                if not clean and not acked:
+                    return lsn  # recovery cuts it here, and what follows
             else:
                 found = probe(base, size, seg.seq, offset + R.ALIGN, lsn)
                 following = [found] if found else []
-                self._problem(seg, offset, (REASONS.get(why, "?") if not clean else
-                                            "segment ends early") + f"; batches from {lsn} are missing")
+                if not self._problem(k, offset, (REASONS.get(why, "?") if not clean else
+                                                 "segment ends early") +
+                                     f"; batches from {lsn} are missing"):
+                    return None
             if self.stopped or not following:
                 return lsn
             offset, lsn = following[0].offset, following[0].lsn
 
     def _following(self, base: Any, size: int, seq: int, offset: int, lsn: int) -> List[Any]:
-        out = []
+        out: List[Any] = []
         while True:
             f = probe(base, size, seq, offset, lsn)
             if f is None:
@@ -342,10 +373,10 @@ class Walker:
             offset, lsn = f.offset + f.length, f.lsn + 1
 
     def _scan(self, seg: SegmentSummary, base: Any, mem: Any, offset: int,
-              lsn: int) -> Tuple[int, int, int, int]:
+              lsn: int) -> Tuple[int, int, int]:
         sc, res = self.scanner, self.result
         while True:
-            r = sc.scan(base, seg.size, seg.seq, offset, lsn)
+            r: Any = sc.scan(base, seg.size, seg.seq, offset, lsn)
             nb, nr = int(r.n_batches), int(r.n_records)
             if nb:
                 seg.batches += nb
@@ -358,16 +389,17 @@ class Walker:
                     p = self.sink(seg, mem, sc, nb, nr)
                     if p is not None:
                         self.result.problems.append(p)
-                        self.stopped = True
-                        return int(r.next_offset), int(r.next_lsn), int(r.reason), 0
+                        if not self.keep_going:
+                            self.stopped = True
+                            return int(r.next_offset), int(r.next_lsn), int(r.reason)
             offset, lsn = int(r.next_offset), int(r.next_lsn)
             if r.reason != lib.PRL_R_NONE:
-                return offset, lsn, int(r.reason), int(r.bad_len)
+                return offset, lsn, int(r.reason)
 
 
 class Replay:
-    """A Walker sink that replays records into a GroupIndex as recovery does,
-    turning a malformed payload or a hole in a group's indexes into a Problem."""
+    """A Walker sink that replays records into a GroupIndex as recovery does;
+    a malformed payload is a Problem."""
 
     def __init__(self) -> None:
         self.index = GroupIndex()
@@ -380,89 +412,110 @@ class Replay:
             ops, positions = sc.ops(seg.seq, mem, nr, seg.path)
         except CorruptionError as exc:
             return Problem(exc.path, exc.offset, exc.reason)
-        for op in ops:
-            try:
-                apply_ops(self.index, [op], positions, self.release, self.superseded)
-            except GapError as exc:
-                return Problem(seg.path, positions[op[4]] & 0xFFFFFFFF, f"group {op[1]}: {exc}")
+        apply_ops(self.index, ops, positions, self.release, self.superseded)
         del self.release[:]
         return None
 
 
 # -- inspect and verify ---------------------------------------------------------
 
-def _recover(path: str, mode: str, progress: Optional[Progress]) -> Tuple[RawLog, Any, GroupIndex]:
-    log = RawLog(path)
-    index = GroupIndex()
-    try:
-        res = Recovery(path, log.h, mode, index, writable=False, progress=progress).run()
-        retain_live(log.h, index)
-    except BaseException:
-        log.close()
-        raise
-    return log, res, index
-
-
 def _segment_state(seg: SegmentSummary, active: bool, live: Optional[int]) -> str:
     if seg.unfinished:
         return "unfinished"
+    if seg.recycled:
+        return "recycled"
     if not seg.header_ok:
         return "invalid"
     if active:
         return "active"
-    return "live" if live else ("free" if seg.batches else "empty")
+    return "live" if live else "empty"
 
 
-def report(path: str, progress: Optional[Progress] = None) -> Tuple[dict[str, Any], List[str]]:
+def _group(g: int, st: GroupState, live: int) -> Dict[str, Any]:
+    hs, meta = st.hard_state, st.snap_meta
+    return {"group": g, "first_index": st.first_index, "last_index": st.last_index,
+            "entries": len(st.positions),
+            "hard_state": {"term": hs.term, "vote": hs.vote, "commit": hs.commit},
+            "snapshot": {"index": meta.index, "term": meta.term,
+                         "data_size": st.snap_ref[0] if st.snap_ref else 0,
+                         "voters": list(meta.conf_state.voters),
+                         "learners": list(meta.conf_state.learners)},
+            "kv_keys": len(st.kv) if st.kv else 0,
+            "live_bytes": live}
+
+
+def live_bytes(log: RawLog, index: GroupIndex,
+               chain: List[SegmentSummary]) -> Tuple[Dict[int, int], Dict[int, int]]:
+    """Bytes of the records the recovered state still needs: ({seq: bytes},
+    {group: bytes}).  A segment whose records no longer parse was reused by
+    a live writer after the walk read it: it is marked recycled."""
+    groups = sorted(index.groups)
+    parts: List[Any] = [np.zeros(0, np.uint64)]
+    owners: List[Any] = [np.zeros(0, np.int64)]
+    for k, g in enumerate(groups):
+        st = index.groups[g]
+        pos = np.concatenate((np.frombuffer(st.positions, np.uint64) if len(st.positions)
+                              else np.zeros(0, np.uint64), np.array(st.pins(), np.uint64)))
+        parts.append(pos)
+        owners.append(np.full(len(pos), k, np.int64))
+    pos, own = np.concatenate(parts), np.concatenate(owners)
+    order = np.argsort(pos, kind="stable")
+    pos, own = pos[order], own[order]
+    seqs = pos >> np.uint64(32)
+    sizes = np.zeros(len(pos), np.uint64)
+    cuts = np.flatnonzero(np.diff(seqs)) + 1
+    seg_live: Dict[int, int] = {}
+    by_seq = {s.seq: s for s in chain}
+    for lo, hi in zip([0] + cuts.tolist(), cuts.tolist() + [len(pos)]):
+        if lo == hi:
+            continue
+        seq = int(seqs[lo])
+        got = log.record_sizes(np.ascontiguousarray(pos[lo:hi]))
+        if got is None:
+            if seq in by_seq:
+                by_seq[seq].recycled = True
+            continue
+        sizes[lo:hi] = got
+        seg_live[seq] = int(got.sum())
+    per_group = np.bincount(own, weights=sizes.astype(np.float64), minlength=len(groups))
+    return seg_live, {g: int(per_group[k]) for k, g in enumerate(groups)}
+
+
+def report(path: str, progress: Optional[Progress] = None) -> Tuple[Dict[str, Any], List[str]]:
     """What `inspect` shows, as a JSON-able dict, and the problems that make
-    it exit 1 (first one first): invalid bytes beyond a torn tail, or a log
-    that the engine's default recovery (tolerate_tail) refuses to open."""
+    it exit 1 (first one first): invalid bytes other than a torn tail of the
+    newest segment, which recovery cuts.
+
+    The group state is what recovery rebuilds: a replay of every valid batch
+    in log order up to a torn tail (past other invalid bytes it goes on, as
+    tolerate_any does).  Live bytes are the records that state still needs."""
     seqs = check_directory(path)
     holder = lock_holder(path)
-    with RawLog(path) as raw:
-        walk = Walker(raw, keep_going=True, live=holder is not None, progress=progress).run(seqs)
-    errors = [str(p) for p in walk.problems if not p.torn]
-    mode, engine_error = TOLERATE_TAIL, None
-    attempts = 3 if holder is not None else 1  # a live writer may race the listing
-    for attempt in range(attempts):
+    with RawLog(path) as log:
+        replay = Replay()
+        walk = Walker(log, sink=replay, keep_going=True, live=holder is not None,
+                      progress=progress).run(seqs)
+        index = replay.index
+        seg_live, group_live = live_bytes(log, index, walk.segments)
+    chain = [s for s in walk.segments if not (s.unfinished or s.recycled)]
+    segments = []
+    for seg in walk.segments:
+        live = seg_live.get(seg.seq, 0)
+        segments.append({
+            "seq": seg.seq, "file": os.path.basename(seg.path), "size": seg.size,
+            "used": seg.used, "live_bytes": live, "first_lsn": seg.first_lsn,
+            "last_lsn": seg.last_lsn, "batches": seg.batches, "records": seg.records,
+            "state": _segment_state(seg, bool(chain) and seg is chain[-1], live)})
+    groups = [_group(g, index.groups[g], group_live[g]) for g in sorted(index.groups)]
+    for fid in list_free(path):
         try:
-            log, res, index = _recover(path, TOLERATE_TAIL, progress)
-            break
-        except (CorruptionError, FileNotFoundError) as exc:
-            if attempt + 1 < attempts:
-                time.sleep(0.1)
-                continue
-            if not isinstance(exc, CorruptionError):
-                raise
-            mode, engine_error = TOLERATE_ANY, f"default recovery refuses the log: {exc}"
-            log, res, index = _recover(path, TOLERATE_ANY, progress)
-    with log:
-        chain = [s for s in walk.segments if not s.unfinished]
-        segments = []
-        for seg in walk.segments:
-            live = log.live_bytes(seg.seq)
-            segments.append({
-                "seq": seg.seq, "file": os.path.basename(seg.path), "size": seg.size,
-                "used": seg.used, "live_bytes": live or 0, "first_lsn": seg.first_lsn,
-                "last_lsn": seg.last_lsn, "batches": seg.batches, "records": seg.records,
-                "state": _segment_state(seg, bool(chain) and seg is chain[-1], live)})
-        groups = []
-        for g in sorted(index.groups):
-            st = index.groups[g]
-            positions = array("Q", st.positions)
-            positions.extend(st.pins())
-            hs, meta = st.hard_state, st.snap_meta
-            groups.append({
-                "group": g, "first_index": st.first_index, "last_index": st.last_index,
-                "entries": len(st.positions),
-                "hard_state": {"term": hs.term, "vote": hs.vote, "commit": hs.commit},
-                "snapshot": {"index": meta.index, "term": meta.term,
-                             "data_size": st.snap_ref[0] if st.snap_ref else 0,
-                             "voters": list(meta.conf_state.voters),
-                             "learners": list(meta.conf_state.learners)},
-                "kv_keys": len(st.kv) if st.kv else 0,
-                "live_bytes": log.record_bytes(positions)})
-        referenced = {(g, st.snap_ref[1]) for g, st in index.groups.items() if st.snap_ref}
+            size = os.stat(os.path.join(path, f"{fid:016x}.free")).st_size
+        except OSError:
+            continue  # taken by a live writer meanwhile
+        segments.append({"seq": None, "file": f"{fid:016x}.free", "size": size, "used": 0,
+                         "live_bytes": 0, "first_lsn": 0, "last_lsn": 0, "batches": 0,
+                         "records": 0, "state": "free"})
+    referenced = {(g, st.snap_ref[1]) for g, st in index.groups.items() if st.snap_ref}
     store = SnapshotStore(path, crc32c, create=False)
     snap_files = snap_bytes = orphans = 0
     for g, fid in store.files():
@@ -472,24 +525,19 @@ def report(path: str, progress: Optional[Progress] = None) -> Tuple[dict[str, An
             continue
         snap_files += 1
         orphans += (g, fid) not in referenced
-    out: dict[str, Any] = {
+    out: Dict[str, Any] = {
         "path": os.path.abspath(path), "locked_by_pid": holder,
         "disk_bytes": sum(s["size"] for s in segments),
         "used_bytes": sum(s["used"] for s in segments),
         "live_bytes": sum(s["live_bytes"] for s in segments),
-        "batches": walk.batches, "records": walk.records, "next_lsn": res.next_lsn,
+        "batches": walk.batches, "records": walk.records, "next_lsn": walk.next_lsn,
         "entries": sum(g["entries"] for g in groups),
         "segments": segments, "groups": groups,
         "snapshots": {"files": snap_files, "bytes": snap_bytes, "orphans": orphans},
-        "recovery": {"mode": mode, "dropped_tail_bytes": res.dropped_tail_bytes,
-                     "skipped_bytes": res.skipped_bytes, "skipped_batches": res.skipped_batches,
-                     "replay_anomalies": res.replay_anomalies, "error": engine_error},
         "problems": [{"file": p.path, "offset": p.offset, "reason": p.reason, "torn_tail": p.torn}
                      for p in walk.problems],
     }
-    if engine_error:
-        errors.append(engine_error)
-    return out, errors
+    return out, [str(p) for p in walk.problems if not p.torn]
 
 
 @dataclass
@@ -524,50 +572,3 @@ def verify(path: str, progress: Optional[Progress] = None) -> Verdict:
             return verdict
         verdict.snapshots += 1
     return verdict
-
-
-# -- records as text -------------------------------------------------------------
-
-def short_bytes(data: bytes, limit: int) -> str:
-    """repr of the first `limit` bytes (all if limit < 0), noting the rest."""
-    if limit < 0 or len(data) <= limit:
-        return repr(bytes(data))
-    return f"{bytes(data[:limit])!r}...(+{len(data) - limit})"
-
-
-def decode_payload(rtype: int, aux: int, index: int, term: int, payload: bytes,
-                   limit: int) -> Tuple[dict[str, Any], str]:
-    """(JSON fields, one-line text) describing a record's payload."""
-    try:
-        if rtype == R.ENTRY:
-            shown = payload if limit < 0 else payload[:limit]
-            return ({"entry_type": aux, "data_hex": bytes(shown).hex(),
-                     "data_truncated": len(shown) < len(payload)},
-                    f"type={aux} data={short_bytes(payload, limit)}")
-        if rtype == R.HARD_STATE:
-            hs = R.decode_hard_state(term, index, payload)
-            return ({"vote": hs.vote, "commit": hs.commit}, f"vote={hs.vote} commit={hs.commit}")
-        if rtype == R.SNAPSHOT:
-            cs, size, file_id, crc = R.decode_snapshot(payload)
-            fields = {"data_size": size, "file_id": file_id, "data_crc": crc,
-                      "voters": list(cs.voters), "learners": list(cs.learners),
-                      "voters_outgoing": list(cs.voters_outgoing),
-                      "learners_next": list(cs.learners_next), "auto_leave": cs.auto_leave}
-            text = f"voters={list(cs.voters)} learners={list(cs.learners)}"
-            if cs.voters_outgoing or cs.learners_next or cs.auto_leave:
-                text += (f" voters_outgoing={list(cs.voters_outgoing)} "
-                         f"learners_next={list(cs.learners_next)} auto_leave={cs.auto_leave}")
-            if size:
-                text += f" data_size={size} file={file_id:016x} crc={crc:08x}"
-            return fields, text
-        if rtype == R.KV_PUT:
-            key, value = R.decode_kv(payload)
-            return ({"key_hex": key.hex(), "value_hex": value.hex()},
-                    f"key={short_bytes(key, limit)} value={short_bytes(value, limit)}")
-        if rtype == R.KV_DELETE:
-            return {"key_hex": bytes(payload).hex()}, f"key={short_bytes(payload, limit)}"
-        if payload:
-            raise ValueError(f"unexpected {len(payload)}-byte payload")
-        return {}, ""
-    except ValueError as exc:
-        return {"payload_error": str(exc)}, f"<invalid payload: {exc}>"

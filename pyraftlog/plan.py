@@ -10,7 +10,7 @@ its replay change the index in exactly the same way."""
 from __future__ import annotations
 
 from array import array
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import batch as B
 from . import record as R
@@ -84,12 +84,14 @@ class Plan:
                  "snapshot_files", "size")
 
     def __init__(self) -> None:
-        self.types = array("B")
-        self.auxs = array("B")
-        self.groups = array("Q")
-        self.indexes = array("Q")
-        self.terms = array("Q")
-        self.lens = array("I")
+        # plain lists while planning (list.append is the cheapest), turned into
+        # C arrays once by `arrays()`
+        self.types: List[int] = []
+        self.auxs: List[int] = []
+        self.groups: List[int] = []
+        self.indexes: List[int] = []
+        self.terms: List[int] = []
+        self.lens: List[int] = []
         self.payloads: List[bytes] = []
         self.ops: List[Op] = []
         self.snapshot_files: List[Tuple[int, int, bytes]] = []  # (group, file_id, data)
@@ -109,11 +111,16 @@ class Plan:
         self.size += R.record_size(len(payload))
         return len(self.types) - 1
 
+    def arrays(self) -> Tuple[array, array, array, array, array, array]:
+        return (array("B", self.types), array("B", self.auxs), array("Q", self.groups),
+                array("Q", self.indexes), array("Q", self.terms), array("I", self.lens))
 
-def plan_batch(index: GroupIndex, wb: "B.WriteBatch", next_lsn: int, crc32c: Any) -> Plan:
+
+def plan_batch(index: GroupIndex, wb: "B.WriteBatch", next_lsn: Callable[[], int],
+               crc32c: Any) -> Plan:
     """Check `wb` against `index` and plan its records; raises the API's error
     for the first invalid operation.  `crc32c(bytes) -> int` checksums
-    snapshot data; snapshot file ids are `next_lsn << 16 | k`."""
+    snapshot data; snapshot file ids are `next_lsn() << 16 | k`."""
     plan = Plan()
     drafts: Dict[int, Draft] = {}
     for op in wb._ops:
@@ -173,25 +180,40 @@ def _plan_append(plan: Plan, d: Draft, g: int, entries: List[Any]) -> None:
         raise ValueError(f"group {g}: entries start at {start}, leaving a gap after the last "
                          f"index {d.last}")
     lo = len(plan.types)
-    terms = [e.term for e in entries]
     n = len(entries)
-    plan.types.extend([R.ENTRY] * n)
-    plan.auxs.extend([e.type for e in entries])
-    plan.groups.extend([g] * n)
-    plan.indexes.extend(range(start, start + n))
-    plan.terms.extend(terms)
-    datas = [e.data for e in entries]
-    lens = [len(x) for x in datas]
-    if max(lens) > U32_MAX:
-        raise ValueError("an entry must be smaller than 4 GiB")
-    plan.lens.extend(lens)
-    plan.payloads.extend(datas)
-    plan.size += R.RECORD_HEADER_SIZE * n + sum((x + 7) & ~7 for x in lens)
+    if n == 1:  # the Ready-loop case: one new entry per group
+        e = entries[0]
+        ln = len(e.data)
+        if ln > U32_MAX:
+            raise ValueError("an entry must be smaller than 4 GiB")
+        plan.types.append(R.ENTRY)
+        plan.auxs.append(e.type)
+        plan.groups.append(g)
+        plan.indexes.append(start)
+        plan.terms.append(e.term)
+        plan.lens.append(ln)
+        plan.payloads.append(e.data)
+        plan.size += R.RECORD_HEADER_SIZE + ((ln + 7) & ~7)
+        terms = [e.term]
+    else:
+        terms = [e.term for e in entries]
+        datas = [e.data for e in entries]
+        lens = [len(x) for x in datas]
+        if max(lens) > U32_MAX:
+            raise ValueError("an entry must be smaller than 4 GiB")
+        plan.types.extend([R.ENTRY] * n)
+        plan.auxs.extend([e.type for e in entries])
+        plan.groups.extend([g] * n)
+        plan.indexes.extend(range(start, start + n))
+        plan.terms.extend(terms)
+        plan.lens.extend(lens)
+        plan.payloads.extend(datas)
+        plan.size += R.RECORD_HEADER_SIZE * n + sum((x + 7) & ~7 for x in lens)
     plan.ops.append((B.APPEND, g, start, terms, lo, lo + n))
     d.append(start, terms)
 
 
-def _plan_snapshot(plan: Plan, d: Draft, g: int, snap: Snapshot, next_lsn: int,
+def _plan_snapshot(plan: Plan, d: Draft, g: int, snap: Snapshot, next_lsn: Callable[[], int],
                    crc32c: Any) -> None:
     meta = snap.meta
     # API.md: index 0 carrying only a ConfState (no term, no data) on an empty group
@@ -201,7 +223,7 @@ def _plan_snapshot(plan: Plan, d: Draft, g: int, snap: Snapshot, next_lsn: int,
                                      f"{d.base_index}")
     ref: Optional[SnapRef] = None
     if snap.data:
-        file_id = next_lsn << 16 | len(plan.snapshot_files)
+        file_id = next_lsn() << 16 | len(plan.snapshot_files)
         if len(plan.snapshot_files) >= 1 << 16:
             raise ValueError("too many snapshots with data in one batch")
         ref = (len(snap.data), file_id, crc32c(snap.data))

@@ -207,6 +207,14 @@ class Recovery:
             base, size = self._mapping(seq)
             first = ffi.new("uint64_t *")
             heads.append((seq, base, size, lib.prl_scan_header(base, size, seq, first), int(first[0])))
+        if heads and self._unfinished(*heads[-1][:4]):
+            # created or recycled but never written (its header, or the
+            # previous life's, is all it holds): nothing in it was acknowledged
+            seq = heads.pop()[0]
+            res.removed_segments.append(seq)
+            check(lib.prl_log_detach(self.h, seq), "detach")
+            if self.writable:
+                os.unlink(self._name(seq))
         total = sum(h[2] for h in heads) or 1
         done = 0
         expect: Optional[int] = None
@@ -223,6 +231,15 @@ class Recovery:
         res.next_seq = (seqs[-1] + 1) if seqs else 1
         res.next_lsn = expect if expect is not None else 1
         return res
+
+    def _unfinished(self, seq: int, base: object, size: int, reason: int) -> bool:
+        """A newest segment whose header was never written and that holds no
+        batch of its own.  strict accepts only a header that is all zero or
+        a recycled file's old one; the tolerant modes any invalid header."""
+        if not reason or (size and probe(base, size, seq, R.SEGMENT_HEADER_SIZE, 0)):
+            return False
+        return (self.mode != STRICT or _zero_header(base, size) or
+                reason == lib.PRL_R_SEQ_MISMATCH)
 
     def _name(self, seq: int) -> str:
         return os.path.join(self.path, segment_name(seq))
@@ -244,14 +261,6 @@ class Recovery:
         header_ok = not reason
         if reason:
             found = probe(base, size, seq, R.SEGMENT_HEADER_SIZE, 0) if size else None
-            if newest and found is None and (mode != STRICT or _zero_header(base, size) or
-                                             reason == lib.PRL_R_SEQ_MISMATCH):
-                # created or recycled but never written (its header, or the
-                # previous life's, is all it holds): nothing was acknowledged
-                res.removed_segments.append(seq)
-                if self.writable:
-                    os.unlink(self._name(seq))
-                return None
             if mode != TOLERATE_ANY:
                 raise self._corrupt(seq, 0, REASONS.get(reason, "bad segment header"))
             res.skipped_batches += 1

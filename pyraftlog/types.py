@@ -81,6 +81,16 @@ def _is_buffer(value: object) -> bool:
 
 def check_entry(e: object) -> Entry:
     """A validated Entry (fields checked, data made immutable)."""
+    if type(e) is Entry:  # the hot path: a well-formed Entry is returned as is
+        index, term, data, etype = e
+        if (type(index) is int and type(term) is int and type(data) is bytes
+                and type(etype) is int and 0 <= index <= U64_MAX and 0 <= term <= U64_MAX
+                and 0 <= etype <= 255):
+            return e
+    return _check_entry_fields(e)
+
+
+def _check_entry_fields(e: object) -> Entry:
     if not isinstance(e, tuple) or not hasattr(e, "index"):
         raise TypeError(f"entries must be Entry objects, not {type(e).__name__}")
     index = check_u64(e.index, "entry index")  # type: ignore[attr-defined]

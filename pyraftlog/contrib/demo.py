@@ -23,6 +23,8 @@ killed on every exit path of the coordinator (and die with it: they watch
 their standard input and ask the kernel for SIGKILL when their parent dies).
 """
 
+from __future__ import annotations
+
 import argparse
 import hashlib
 import json
@@ -36,25 +38,38 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import pyraftlog
 
 try:  # the demo needs pysyncobj; the Store class below is also used by the tests
-    from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+    from pysyncobj import (  # type: ignore[import-untyped]
+        FAIL_REASON,
+        SyncObj,
+        SyncObjConf,
+        SyncObjConsumer,
+        replicated,
+    )
 except ImportError:  # pragma: no cover - reported by main()
     SyncObj = None
     SyncObjConsumer = object
 
-    def replicated(func):
+    def replicated(func: Any) -> Any:
         return func
 
 CHAIN0 = b"\0" * 16
+T = TypeVar("T")
+Msg = dict[str, Any]
 
 
-def value_for(key):
+def value_for(key: str) -> bytes:
     """The value the demo writes under ``key`` (so any node can check it)."""
     return hashlib.blake2b(key.encode(), digest_size=8).digest()
 
 
-class Store(SyncObjConsumer):
+class Store(SyncObjConsumer):  # type: ignore[misc]
     """A replicated key-value store with an order-sensitive digest.
 
     ``head`` is ``(number of writes applied, blake2b chain over them)``,
@@ -62,68 +77,69 @@ class Store(SyncObjConsumer):
     with equal heads applied the same writes in the same order.
     """
 
-    def __init__(self):
-        super(Store, self).__init__()
-        self.kv = {}
-        self.head = (0, CHAIN0)
+    def __init__(self) -> None:
+        super().__init__()
+        self.kv: dict[str, bytes] = {}
+        self.head: tuple[int, bytes] = (0, CHAIN0)
 
-    @replicated
-    def set(self, key, value):
+    @replicated  # type: ignore[untyped-decorator]
+    def set(self, key: str, value: bytes) -> int:
         self.kv[key] = value
         count, chain = self.head
         chain = hashlib.blake2b(chain + key.encode() + b"=" + value, digest_size=16).digest()
         self.head = (count + 1, chain)
         return count + 1
 
-    def get(self, key):
+    def get(self, key: str) -> bytes | None:
         return self.kv.get(key)
 
 
 # ====================================================================== child
 
-def _die_with_parent():
+def _die_with_parent() -> None:
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # pragma: no cover - not Linux: stdin EOF still works
-        pass
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: stdin EOF still works
+        return
 
 
-class Child(object):
-    def __init__(self, cfg, node):
+class Child:
+    def __init__(self, cfg: Msg, node: int) -> None:
         self.cfg = cfg
         self.node = node
         self.out_lock = threading.Lock()
-        self.engine = None
-        self.objs = []
-        self.stores = []
-        self.load_thread = None
+        self.engine: pyraftlog.Engine | None = None
+        self.objs: list[Any] = []
+        self.stores: list[Store] = []
+        self.load_thread: threading.Thread | None = None
 
-    def send(self, msg):
+    def send(self, msg: Msg) -> None:
         line = json.dumps(msg) + "\n"
         with self.out_lock:
             sys.stdout.write(line)
             sys.stdout.flush()
 
-    def start(self):
+    def start(self) -> None:
         import pyraftlog
         from pyraftlog.contrib.pysyncobj import install
 
         cfg, node = self.cfg, self.node
-        ndir = os.path.join(cfg["dir"], "node%d" % node)
+        ndir = os.path.join(cfg["dir"], f"node{node}")
         t0 = time.monotonic()
-        self.engine = pyraftlog.open(os.path.join(ndir, "log"), sync=cfg["sync"])
+        self.engine = pyraftlog.open(os.path.join(ndir, "log"), sync=cfg["sync"],
+                                     segment_size=cfg["segment_size"])
         open_s = time.monotonic() - t0
         recovered = self.engine.stats().get("recovered_batches", 0)
         install(self.engine)
         ports = cfg["ports"]
         for g in range(cfg["groups"]):
-            me = "127.0.0.1:%d" % ports[node][g]
-            partners = ["127.0.0.1:%d" % ports[n][g] for n in range(cfg["nodes"]) if n != node]
+            me = f"127.0.0.1:{ports[node][g]}"
+            partners = [f"127.0.0.1:{ports[n][g]}" for n in range(cfg["nodes"]) if n != node]
             conf = SyncObjConf(
-                journalFile="group-%d" % g,
-                fullDumpFile=os.path.join(ndir, "group-%d.dump" % g),
+                journalFile=f"group-{g}",
+                fullDumpFile=os.path.join(ndir, f"group-{g}.dump"),
                 # no log compaction: a restarted node rebuilds from the log alone
                 logCompactionMinEntries=10 ** 9,
                 logCompactionMinTime=10 ** 9,
@@ -143,7 +159,7 @@ class Child(object):
 
     # ------------------------------------------------------------- requests
 
-    def status(self):
+    def status(self) -> Msg:
         return {
             "leaders": sum(1 for o in self.objs if o._isLeader()),
             "with_leader": sum(1 for o in self.objs if o._getLeader() is not None),
@@ -151,16 +167,16 @@ class Child(object):
             "groups": len(self.objs),
         }
 
-    def heads(self):
+    def heads(self) -> Msg:
         out = []
         for s in self.stores:
             count, chain = s.head
             out.append([count, chain.hex()])
         return {"heads": out, "applied": [o.raftLastApplied for o in self.objs]}
 
-    def verify(self, ack_files):
+    def verify(self, ack_files: list[str]) -> Msg:
         checked = missing = wrong = 0
-        examples = []
+        examples: list[list[Any]] = []
         for path in ack_files:
             try:
                 with open(path) as f:
@@ -181,30 +197,38 @@ class Child(object):
                     examples.append([int(g), key])
         return {"checked": checked, "missing": missing, "wrong": wrong, "examples": examples}
 
-    def stats(self):
+    def stats(self) -> Msg:
+        assert self.engine is not None
         st = self.engine.stats()
         return {"stats": {k: v for k, v in st.items() if isinstance(v, (int, float))}}
 
-    def load(self, duration, window, ack_path):
+    def load(self, duration: float, window: int, ack_path: str) -> Msg:
         """Drive writes into every group; acknowledged keys go to ack_path."""
         lock = threading.Lock()
-        inflight = [dict() for _ in self.stores]   # key -> send time
-        acked = []
+        inflight: list[dict[str, float]] = [{} for _ in self.stores]   # key -> send time
+        acked: list[str] = []
         counters = {"acked": 0, "failed": 0, "expired": 0}
         fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-        def make_cb(g, key):
-            def cb(result, err):
+        def make_cb(g: int, key: str) -> Callable[[Any, int], None]:
+            def cb(result: Any, err: int) -> None:
                 with lock:
                     inflight[g].pop(key, None)
                     if err == FAIL_REASON.SUCCESS:
-                        acked.append("%d %s\n" % (g, key))
+                        acked.append(f"{g} {key}\n")
                         counters["acked"] += 1
                     else:
                         counters["failed"] += 1
             return cb
 
-        def run():
+        def drain() -> None:
+            with lock:
+                data = "".join(acked)
+                acked.clear()
+            if data:
+                os.write(fd, data.encode())
+
+        def run() -> None:
             seq = 0
             start = time.monotonic()
             deadline = start + duration
@@ -224,15 +248,12 @@ class Child(object):
                             free = window - len(fl)
                         for _ in range(free):
                             seq += 1
-                            key = "n%d-%d" % (self.node, seq)
+                            key = f"n{self.node}-{seq}"
                             with lock:
                                 inflight[g][key] = now
                             store.set(key, value_for(key), callback=make_cb(g, key))
                     if now - last_flush > 0.05:
-                        with lock:
-                            data, acked[:] = "".join(acked), []
-                        if data:
-                            os.write(fd, data.encode())
+                        drain()
                         last_flush = now
                     time.sleep(0.005)
                 # let the last commands finish (bounded)
@@ -242,32 +263,30 @@ class Child(object):
                         if not any(inflight):
                             break
                     time.sleep(0.02)
-                with lock:
-                    data, acked[:] = "".join(acked), []
-                    counters["inflight_left"] = sum(len(f) for f in inflight)
-                if data:
-                    os.write(fd, data.encode())
+                drain()
             finally:
                 os.close(fd)
+            msg: Msg = {"event": "load_done", "seconds": time.monotonic() - start}
             with lock:
-                msg = dict(counters)
-            msg.update({"event": "load_done", "seconds": time.monotonic() - start})
+                msg.update(counters)
+                msg["inflight_left"] = sum(len(f) for f in inflight)
             self.send(msg)
 
         self.load_thread = threading.Thread(target=run, name="load", daemon=True)
         self.load_thread.start()
         return {"started": True}
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         for o in self.objs:
             o.destroy()
         deadline = time.monotonic() + 10
         for o in self.objs:
             while o.tick_thread_alive() and time.monotonic() < deadline:
                 time.sleep(0.01)
-        self.engine.close()
+        if self.engine is not None:
+            self.engine.close()
 
-    def serve(self):
+    def serve(self) -> int:
         for line in sys.stdin:
             msg = json.loads(line)
             cmd, rid = msg["cmd"], msg.get("id")
@@ -287,19 +306,19 @@ class Child(object):
                     self.send({"id": rid, "bye": True})
                     return 0
                 else:
-                    reply = {"error": "unknown command %r" % cmd}
-            except Exception as exc:  # reported to the coordinator
-                reply = {"error": "%s: %s" % (type(exc).__name__, exc)}
+                    reply = {"error": f"unknown command {cmd!r}"}
+            except Exception as exc:  # noqa: BLE001 - reported to the coordinator
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
             reply["id"] = rid
             self.send(reply)
         return 3   # stdin closed: the coordinator is gone
 
 
-def child_main(cfg_path, node):
+def child_main(cfg_path: str, node: int) -> int:
     import logging
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s node" + str(node) + " %(name)s %(levelname)s %(message)s")
+                        format=f"%(asctime)s node{node} %(name)s %(levelname)s %(message)s")
     with open(cfg_path) as f:
         cfg = json.load(f)
     child = Child(cfg, node)
@@ -315,7 +334,7 @@ class DemoError(Exception):
     pass
 
 
-def free_ports(count):
+def free_ports(count: int) -> list[int]:
     """``count`` distinct free TCP ports on 127.0.0.1 (bound to port 0 together)."""
     socks = []
     try:
@@ -329,21 +348,22 @@ def free_ports(count):
             s.close()
 
 
-class ChildHandle(object):
-    def __init__(self, node, cfg_path, log_path):
+class ChildHandle:
+    def __init__(self, node: int, cfg_path: str, log_path: str) -> None:
         self.node = node
-        self.log = open(log_path, "ab")
+        self.log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed by kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyraftlog.contrib.demo", "--child", cfg_path, str(node)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self.started = time.monotonic()
-        self.events = queue.Queue()
-        self.replies = queue.Queue()
+        self.events: queue.Queue[Msg] = queue.Queue()
+        self.replies: queue.Queue[Msg] = queue.Queue()
         self.next_id = 0
         threading.Thread(target=self._reader, daemon=True).start()
 
-    def _reader(self):
+    def _reader(self) -> None:
+        assert self.proc.stdout is not None
         for line in self.proc.stdout:
             try:
                 msg = json.loads(line)
@@ -352,37 +372,39 @@ class ChildHandle(object):
             (self.replies if "id" in msg else self.events).put(msg)
         self.events.put({"event": "eof"})
 
-    def request(self, cmd, timeout=15.0, **kw):
+    def request(self, cmd: str, timeout: float = 15.0, **kw: Any) -> Msg:
         self.next_id += 1
         kw.update(cmd=cmd, id=self.next_id)
         try:
+            assert self.proc.stdin is not None
             self.proc.stdin.write((json.dumps(kw) + "\n").encode())
             self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise DemoError("node %d is gone (exit %s)" % (self.node, self.proc.poll()))
+        except OSError as exc:
+            raise DemoError(f"node {self.node} is gone (exit {self.proc.poll()})") from exc
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise DemoError("node %d: no answer to %r in %.0f s" % (self.node, cmd, timeout))
+                raise DemoError(f"node {self.node}: no answer to {cmd!r} in {timeout:.0f} s")
             try:
                 msg = self.replies.get(timeout=min(left, 0.5))
             except queue.Empty:
                 if self.proc.poll() is not None:
-                    raise DemoError("node %d exited (%s) during %r" % (self.node, self.proc.returncode, cmd))
+                    raise DemoError(f"node {self.node} exited ({self.proc.returncode}) "
+                                    f"during {cmd!r}") from None
                 continue
             if msg.get("id") != self.next_id:
                 continue
             if "error" in msg:
-                raise DemoError("node %d: %s" % (self.node, msg["error"]))
+                raise DemoError(f"node {self.node}: {msg['error']}")
             return msg
 
-    def wait_event(self, name, timeout):
+    def wait_event(self, name: str, timeout: float) -> Msg:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise DemoError("node %d: no %r event in %.0f s" % (self.node, name, timeout))
+                raise DemoError(f"node {self.node}: no {name!r} event in {timeout:.0f} s")
             try:
                 msg = self.events.get(timeout=left)
             except queue.Empty:
@@ -390,9 +412,9 @@ class ChildHandle(object):
             if msg.get("event") == name:
                 return msg
             if msg.get("event") == "eof":
-                raise DemoError("node %d exited (%s) before %r" % (self.node, self.proc.wait(5), name))
+                raise DemoError(f"node {self.node} exited ({self.proc.wait(5)}) before {name!r}")
 
-    def kill(self):
+    def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         try:
@@ -401,12 +423,13 @@ class ChildHandle(object):
             pass
         for f in (self.proc.stdin, self.proc.stdout):
             try:
-                f.close()
+                if f is not None:
+                    f.close()
             except OSError:
                 pass
         self.log.close()
 
-    def stop(self, timeout=20.0):
+    def stop(self, timeout: float = 20.0) -> None:
         """Graceful exit; SIGKILL if it does not happen in time."""
         try:
             if self.proc.poll() is None:
@@ -417,33 +440,39 @@ class ChildHandle(object):
         self.kill()
 
 
-def wait_until(what, pred, timeout, interval=0.2):
+def wait_until(what: str, pred: Callable[[], T | None], timeout: float,
+               interval: float = 0.2) -> T:
     deadline = time.monotonic() + timeout
     while True:
         result = pred()
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise DemoError("timed out after %.0f s waiting for %s" % (timeout, what))
+            raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
 
 
-def run_demo(args, workdir):
+def run_demo(args: argparse.Namespace, workdir: str) -> int:
     nodes, groups = args.nodes, args.groups
     ports = free_ports(nodes * groups)
     cfg = {
         "dir": workdir, "nodes": nodes, "groups": groups, "sync": not args.no_sync,
         "ports": [ports[n * groups:(n + 1) * groups] for n in range(nodes)],
         "raft_min_timeout": args.raft_timeout,
+        "segment_size": int(args.segment_mib * (1 << 20)),
     }
     cfg_path = os.path.join(workdir, "cluster.json")
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    children = {}
 
-    def spawn(n):
-        return ChildHandle(n, cfg_path, os.path.join(workdir, "node%d.log" % n))
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(text, flush=True)
+
+    children: dict[int, ChildHandle] = {}
+
+    def spawn(n: int) -> ChildHandle:
+        return ChildHandle(n, cfg_path, os.path.join(workdir, f"node{n}.log"))
 
     try:
         t_start = time.monotonic()
@@ -451,41 +480,44 @@ def run_demo(args, workdir):
             children[n] = spawn(n)
         for n in range(nodes):
             children[n].wait_event("ready", timeout=60)
-        say("started %d processes x %d groups in %.1f s" % (nodes, groups, time.monotonic() - t_start))
+        say(f"started {nodes} processes x {groups} groups in {time.monotonic() - t_start:.1f} s")
 
-        def all_have_leaders():
+        def all_have_leaders() -> list[Msg] | None:
             sts = [children[n].request("status") for n in range(nodes)]
-            return sts if all(s["with_leader"] == groups for s in sts) and \
-                sum(s["leaders"] for s in sts) >= groups else None
+            if all(s["with_leader"] == groups for s in sts) and \
+                    sum(s["leaders"] for s in sts) >= groups:
+                return sts
+            return None
         sts = wait_until("a leader in every group", all_have_leaders, timeout=60)
-        say("every group has a leader (%.1f s); leaders per node: %s"
-            % (time.monotonic() - t_start, [s["leaders"] for s in sts]))
+        say(f"every group has a leader ({time.monotonic() - t_start:.1f} s); "
+            f"leaders per node: {[s['leaders'] for s in sts]}")
 
         stats0 = {n: children[n].request("stats")["stats"] for n in range(nodes)}
-        ack_files = [os.path.join(workdir, "acks-node%d.txt" % n) for n in range(nodes)]
+        ack_files = [os.path.join(workdir, f"acks-node{n}.txt") for n in range(nodes)]
         for n in range(nodes):
             children[n].request("load", duration=args.duration, window=args.window,
                                 ack_path=ack_files[n])
         t_load = time.monotonic()
-        say("load running for %.0f s (window %d per group per node)" % (args.duration, args.window))
+        say(f"load running for {args.duration:.0f} s (window {args.window} per group per node)")
 
         # ---- SIGKILL the node that leads the most groups, restart it
         time.sleep(max(0.0, t_load + args.kill_at - time.monotonic()))
-        sts = {n: children[n].request("status") for n in range(nodes)}
-        victim = max(range(nodes), key=lambda n: sts[n]["leaders"])
-        killed_leaders = sts[victim]["leaders"]
+        status = {n: children[n].request("status") for n in range(nodes)}
+        victim = max(range(nodes), key=lambda n: int(status[n]["leaders"]))
+        killed_leaders = status[victim]["leaders"]
         children[victim].kill()
         t_kill = time.monotonic()
-        say("t=%.1fs SIGKILL node %d (leader of %d groups)" % (t_kill - t_load, victim, killed_leaders))
+        say(f"t={t_kill - t_load:.1f}s SIGKILL node {victim} (leader of {killed_leaders} groups)")
         children[victim] = spawn(victim)
         ready = children[victim].wait_event("ready", timeout=60)
-        say("node %d restarted: log reopened in %.3f s (%s batches recovered), %d groups created in %.2f s"
-            % (victim, ready["open_s"], ready["recovered_batches"], groups, ready["create_s"]))
-        wait_until("node %d to catch up in every group" % victim,
+        say(f"node {victim} restarted: log reopened in {ready['open_s']:.3f} s "
+            f"({ready['recovered_batches']} batches recovered), "
+            f"{groups} groups created in {ready['create_s']:.2f} s")
+        wait_until(f"node {victim} to catch up in every group",
                    lambda: children[victim].request("status")["ready"] == groups,
                    timeout=args.timeout, interval=0.05)
         recovery_s = time.monotonic() - t_kill
-        say("node %d caught up in every group %.2f s after the kill" % (victim, recovery_s))
+        say(f"node {victim} caught up in every group {recovery_s:.2f} s after the kill")
 
         # ---- end of load
         done = {}
@@ -496,12 +528,13 @@ def run_demo(args, workdir):
         stats1 = {n: children[n].request("stats")["stats"] for n in range(nodes)}
 
         # ---- convergence and verification
-        def converged():
+        def converged() -> list[Any] | None:
             hs = [children[n].request("heads")["heads"] for n in range(nodes)]
             return hs if all(h == hs[0] for h in hs) else None
         wait_until("every group to converge on every node", converged, timeout=args.timeout)
         heads = wait_until("stable heads", converged, timeout=args.timeout)
-        results = [children[n].request("verify", ack_files=ack_files, timeout=60) for n in range(nodes)]
+        results = [children[n].request("verify", ack_files=ack_files, timeout=60)
+                   for n in range(nodes)]
 
         acked = results[0]["checked"]      # every acknowledged write, the killed node's too
         failed = sum(d["failed"] + d["expired"] for d in done.values())
@@ -510,55 +543,61 @@ def run_demo(args, workdir):
         short = [g for g, h in enumerate(heads[0]) if h[0] == 0]
 
         survivors = [n for n in range(nodes) if n != victim]
-        syncs = sum(stats1[n]["syncs"] - stats0[n]["syncs"] for n in survivors)
+        syncs = {n: stats1[n]["syncs"] - stats0[n]["syncs"] for n in survivors}
         writes = sum(stats1[n]["writes"] - stats0[n]["writes"] for n in survivors)
+        total_syncs = sum(syncs.values())
+        per_node = ", ".join(f"node {n}: {syncs[n] / load_s:.0f}" for n in survivors)
         print("=" * 72)
-        print("pyraftlog + PySyncObj demo: %d processes x %d groups = %d SyncObj, one Engine per process"
-              % (nodes, groups, nodes * groups))
-        print("groups:               %d" % groups)
-        print("load:                 %.1f s, %d commands acknowledged (%.0f commands/s), "
-              "%d failed or unknown (leader changes)" % (load_s, acked, acked / load_s, failed))
-        print("writes applied:       %d (all groups, incl. the killed node's acknowledged ones)"
-              % writes_applied)
-        print("fdatasyncs/s:         %.0f per surviving process (%s)"
-              % (syncs / len(survivors) / load_s,
-                 ", ".join("node %d: %.0f" % (n, (stats1[n]["syncs"] - stats0[n]["syncs"]) / load_s)
-                           for n in survivors)))
-        print("batches per sync:     %.1f (engine writes / fdatasyncs on the surviving processes)"
-              % (writes / syncs if syncs else 0.0))
-        print("killed node:          node %d (SIGKILL at t=%.1f s, leader of %d groups)"
-              % (victim, t_kill - t_load, killed_leaders))
-        print("recovery:             log reopened in %.3f s; all %d groups caught up %.2f s after the kill"
-              % (ready["open_s"], groups, recovery_s))
-        print("acknowledged writes:  %d checked on each of %d nodes, missing %s, wrong %s"
-              % (acked, nodes, [r["missing"] for r in results], [r["wrong"] for r in results]))
+        print(f"pyraftlog + PySyncObj demo: {nodes} processes x {groups} groups = "
+              f"{nodes * groups} SyncObj, one Engine per process")
+        print(f"groups:               {groups}")
+        print(f"load:                 {load_s:.1f} s, {acked} commands acknowledged "
+              f"({acked / load_s:.0f} commands/s), {failed} failed or unknown (leader changes)")
+        print(f"writes applied:       {writes_applied} (every group, replicated on every node)")
+        print(f"fdatasyncs/s:         {total_syncs / len(survivors) / load_s:.0f} per surviving "
+              f"process ({per_node})")
+        print(f"batches per sync:     {writes / total_syncs if total_syncs else 0.0:.1f} "
+              "(engine writes / fdatasyncs on the surviving processes)")
+        print(f"killed node:          node {victim} (SIGKILL at t={t_kill - t_load:.1f} s, "
+              f"leader of {killed_leaders} groups)")
+        print(f"recovery:             log reopened in {ready['open_s']:.3f} s; all {groups} groups "
+              f"caught up {recovery_s:.2f} s after the kill")
+        print(f"acknowledged writes:  {acked} checked on each of {nodes} nodes, "
+              f"missing {[r['missing'] for r in results]}, wrong {[r['wrong'] for r in results]}")
         if bad or short:
             for n, r in bad:
-                print("INCONSISTENT: node %d misses %d / has %d wrong acknowledged writes, e.g. %s"
-                      % (n, r["missing"], r["wrong"], r["examples"]))
+                print(f"INCONSISTENT: node {n} misses {r['missing']} / has {r['wrong']} wrong "
+                      f"acknowledged writes, e.g. {r['examples']}")
             if short:
-                print("INCONSISTENT: groups without any write: %s" % short[:10])
+                print(f"INCONSISTENT: groups without any write: {short[:10]}")
             print("verified: FAILED")
             return 1
-        print("verified: %d groups consistent" % groups)
+        print(f"verified: {groups} groups consistent")
         return 0
     finally:
         for c in children.values():
-            c.stop() if c.proc.poll() is None else c.kill()
+            if c.proc.poll() is None:
+                c.stop()
+            else:
+                c.kill()
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m pyraftlog.contrib.demo", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pyraftlog.contrib.demo",
+                                description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--groups", type=int, default=50, help="PySyncObj groups per process (default 50)")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
-    p.add_argument("--kill-at", type=float, default=6.0, help="seconds into the load to SIGKILL a node")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
+    p.add_argument("--kill-at", type=float, default=10.0,
+                   help="seconds into the load to SIGKILL a node (default 10)")
     p.add_argument("--window", type=int, default=4, help="commands in flight per group per node")
     p.add_argument("--timeout", type=float, default=60.0, help="bound of each catch-up wait (s)")
     p.add_argument("--raft-timeout", type=float, default=0.6, help="PySyncObj raftMinTimeout (s)")
     p.add_argument("--dir", help="work directory (default: a new temporary one, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--no-sync", action="store_true", help="open engines with sync=False")
+    p.add_argument("--segment-mib", type=float, default=16,
+                   help="engine segment_size in MiB (default 16; the demo writes ~10 MiB per node)")
     p.add_argument("--quiet", action="store_true", help="print the summary only")
     p.add_argument("--child", nargs=2, metavar=("CONFIG", "NODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -570,7 +609,7 @@ def main(argv=None):
     if args.nodes < 3 or args.groups < 1 or args.duration <= args.kill_at:
         p.error("need --nodes >= 3, --groups >= 1 and --kill-at < --duration")
 
-    def on_signal(signum, frame):
+    def on_signal(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
@@ -579,18 +618,18 @@ def main(argv=None):
         workdir = os.path.abspath(args.dir)
         os.makedirs(workdir, exist_ok=True)
         if os.listdir(workdir):
-            p.error("--dir %s is not empty" % workdir)
+            p.error(f"--dir {workdir} is not empty")
     else:
         workdir = tempfile.mkdtemp(prefix="pyraftlog-demo-")
     try:
         return run_demo(args, workdir)
     except DemoError as exc:
-        print("demo failed: %s (logs in %s)" % (exc, workdir), file=sys.stderr)
+        print(f"demo failed: {exc} (logs in {workdir})", file=sys.stderr)
         args.keep = True
         return 1
     finally:
         if args.keep or args.dir:
-            print("work directory kept: %s" % workdir)
+            print(f"work directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -51,6 +51,8 @@ was compacted cannot rebuild its state (this is so with PySyncObj's own
 ``FileJournal`` too).
 """
 
+from __future__ import annotations
+
 import collections
 import hashlib
 import logging
@@ -60,17 +62,23 @@ import pickle
 import sys
 import threading
 import weakref
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, overload
 
 import pyraftlog
 from pyraftlog import Entry, HardState, Snapshot, SnapshotMeta
 
+if TYPE_CHECKING:
+    from types import TracebackType
+
 __all__ = [
-    "PyraftlogJournal",
+    "MAX_BUFFERED_BYTES",
     "Installation",
+    "PyraftlogJournal",
+    "durable_replace",
     "group_id_for",
     "install",
     "uninstall",
-    "durable_replace",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,10 +87,17 @@ logger = logging.getLogger(__name__)
 KEY_NAME = b"pysyncobj/name"
 KEY_VOTE = b"pysyncobj/voted_for"
 
-_NO_INDEX = float("inf")
+#: buffered adds are handed to the engine (without waiting) once they hold
+#: this many bytes of commands, which keeps batches well below a segment.
+MAX_BUFFERED_BYTES = 1 << 20
+
+#: PySyncObj's log entry: (command, index, term).
+JournalEntry = tuple[bytes, int, int]
+
+_NO_INDEX = 2 ** 64          # "touches no entry" (above every u64 index)
 
 
-def group_id_for(journal_file):
+def group_id_for(journal_file: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> int:
     """The pyraftlog group id of a PySyncObj ``journalFile`` name.
 
     ``int.from_bytes(blake2b(os.fsencode(journal_file), digest_size=8).digest(), "big")``:
@@ -93,7 +108,7 @@ def group_id_for(journal_file):
     return int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big")
 
 
-def _encode_vote(vote):
+def _encode_vote(vote: Any) -> bytes | None:
     if vote is None:
         return None
     if isinstance(vote, str):
@@ -101,18 +116,18 @@ def _encode_vote(vote):
     return b"p" + pickle.dumps(vote, protocol=2)
 
 
-def _decode_vote(raw):
+def _decode_vote(raw: bytes | None) -> Any:
     if raw is None:
         return None
     raw = bytes(raw)
     if raw[:1] == b"s":
         return raw[1:].decode("utf-8", "surrogatepass")
     if raw[:1] == b"p":
-        return pickle.loads(raw[1:])
-    raise ValueError("unknown vote encoding %r" % raw[:1])
+        return pickle.loads(raw[1:])  # written by this module
+    raise ValueError(f"unknown vote encoding {raw[:1]!r}")
 
 
-def _as_bytes(command):
+def _as_bytes(command: Any) -> bytes:
     if type(command) is bytes:
         return command
     if isinstance(command, str):
@@ -120,7 +135,7 @@ def _as_bytes(command):
     return bytes(command)
 
 
-def _as_tuple(entry):
+def _as_tuple(entry: Entry) -> JournalEntry:
     data = entry.data
     if type(data) is not bytes:
         data = bytes(data)
@@ -129,10 +144,10 @@ def _as_tuple(entry):
 
 # One live journal per (engine, group) in a process.
 _live_lock = threading.Lock()
-_live = {}
+_live: dict[tuple[int, int], weakref.ref[PyraftlogJournal]] = {}
 
 
-class PyraftlogJournal(object):
+class PyraftlogJournal:
     """PySyncObj's journal interface on one group of a :class:`pyraftlog.Engine`.
 
     The journal is the list of PySyncObj entries ``(command: bytes, index,
@@ -150,38 +165,35 @@ class PyraftlogJournal(object):
     uses a journal from its tick thread only.
     """
 
-    def __init__(self, engine, journal_file=None, group=None):
+    def __init__(self, engine: pyraftlog.Engine, journal_file: str | bytes | None = None,
+                 group: int | None = None) -> None:
         if group is None:
             if journal_file is None:
                 raise TypeError("PyraftlogJournal needs a journal_file name or a group id")
             group = group_id_for(journal_file)
-        if journal_file is None:
-            name = b"group:%d" % group
-        else:
-            name = os.fsencode(os.fspath(journal_file))
+        name = b"group:%d" % group if journal_file is None else os.fsencode(os.fspath(journal_file))
         self._engine = engine
         self._group = group
         self._name = name
         self._lock = threading.RLock()
-        self._batch = None          # WriteBatch not yet handed to the engine
-        self._run = []              # entries (tuples) added after self._batch
-        self._lo = None             # lowest index whose content self._batch/_run change
-        self._inflight = collections.deque()   # (lo, ticket) of written batches
-        self._last_ticket = None
-        self._failed = None
+        self._batch: pyraftlog.WriteBatch | None = None   # not yet handed to the engine
+        self._run: list[JournalEntry] = []       # entries added after self._batch
+        self._run_bytes = 0
+        self._lo: int | None = None           # lowest index the pending writes change
+        self._inflight: collections.deque[tuple[int, pyraftlog.Ticket]] = collections.deque()
+        self._last_ticket: pyraftlog.Ticket | None = None
+        self._failed: BaseException | None = None
         self._destroyed = False
 
         stored = engine.get(group, KEY_NAME)
         if stored is None:
             if group in engine.groups():
-                raise ValueError(
-                    "group %d (journal %r) holds state that this journal did not write"
-                    % (group, journal_file))
+                raise ValueError(f"group {group} (journal {journal_file!r}) holds state "
+                                 "that this journal did not write")
             self._need_name = True
         elif bytes(stored) != name:
-            raise ValueError(
-                "group id collision: group %d belongs to journal %r, not %r"
-                % (group, bytes(stored), name))
+            raise ValueError(f"group id collision: group {group} belongs to journal "
+                             f"{bytes(stored)!r}, not {name!r}")
         else:
             self._need_name = False
 
@@ -189,7 +201,8 @@ class PyraftlogJournal(object):
         last = engine.last_index(group)
         self._first_idx = first
         self._len = max(0, last - first + 1)
-        self._first = self._last = None
+        self._first: JournalEntry | None = None
+        self._last: JournalEntry | None = None
         if self._len:
             self._first = _as_tuple(engine.entries(group, first, first + 1)[0])
             self._last = (self._first if last == first
@@ -198,7 +211,7 @@ class PyraftlogJournal(object):
         self._term = hs.term
         self._commit = hs.commit
         self._saved_commit = hs.commit
-        self._vote = _decode_vote(engine.get(group, KEY_VOTE))
+        self._vote: Any = _decode_vote(engine.get(group, KEY_VOTE))
         self._need_hs = False
         self._need_vote = False
 
@@ -207,58 +220,58 @@ class PyraftlogJournal(object):
             ref = _live.get(key)
             other = ref() if ref is not None else None
             if other is not None and not other._destroyed:
-                raise RuntimeError(
-                    "group %d of this engine already has an open journal (%r)"
-                    % (group, other._name))
+                raise RuntimeError(f"group {group} of this engine already has an open "
+                                   f"journal ({other._name!r})")
             _live[key] = weakref.ref(self)
 
     # ------------------------------------------------------------ properties
 
     @property
-    def engine(self):
+    def engine(self) -> pyraftlog.Engine:
         return self._engine
 
     @property
-    def group(self):
+    def group(self) -> int:
         """The pyraftlog group id."""
         return self._group
 
     @property
-    def first_index(self):
+    def first_index(self) -> int:
         """Raft index of ``journal[0]`` (also when the journal is empty: the next add)."""
         return self._first_idx
 
-    def __repr__(self):
-        return "<PyraftlogJournal %r group=%d entries=%d first=%d>" % (
-            self._name, self._group, self._len, self._first_idx)
+    def __repr__(self) -> str:
+        return (f"<PyraftlogJournal {self._name!r} group={self._group} "
+                f"entries={self._len} first={self._first_idx}>")
 
     # ------------------------------------------------------------ internals
 
-    def _check(self):
+    def _check(self) -> None:
         if self._failed is not None:
             raise self._failed
         if self._destroyed:
-            raise RuntimeError("journal %r was destroyed" % (self._name,))
+            raise RuntimeError(f"journal {self._name!r} was destroyed")
 
-    def _b(self):
+    def _b(self) -> pyraftlog.WriteBatch:
         if self._batch is None:
             self._batch = pyraftlog.WriteBatch()
         return self._batch
 
-    def _touch(self, index):
+    def _touch(self, index: int) -> None:
         if self._lo is None or index < self._lo:
             self._lo = index
 
-    def _seal(self):
+    def _seal(self) -> None:
         """Move buffered adds into the pending batch (keeps operation order)."""
         if self._run:
             self._b().append(self._group, [Entry(i, t, d) for (d, i, t) in self._run])
             self._run = []
+            self._run_bytes = 0
 
-    def _last_index(self):
+    def _last_index(self) -> int:
         return self._first_idx + self._len - 1
 
-    def _write(self):
+    def _write(self) -> pyraftlog.Ticket | None:
         """Hand everything pending to the engine; returns the ticket or None.
 
         Visible to reads when this returns; durable when the ticket completes.
@@ -295,7 +308,7 @@ class PyraftlogJournal(object):
             self._inflight.popleft()
         return ticket
 
-    def _wait(self, ticket):
+    def _wait(self, ticket: pyraftlog.Ticket) -> None:
         try:
             ticket.wait()
         except BaseException as exc:
@@ -303,14 +316,14 @@ class PyraftlogJournal(object):
                 self._failed = exc
             raise
 
-    def _wait_all(self):
+    def _wait_all(self) -> None:
         """Write what is pending and wait until everything written is durable."""
         ticket = self._write() or self._last_ticket
         if ticket is not None and not ticket.done():
             self._wait(ticket)
         self._inflight.clear()
 
-    def _wait_upto(self, index):
+    def _wait_upto(self, index: int) -> None:
         """Wait until every entry with an index <= ``index`` is durable."""
         if self._lo is not None and self._lo <= index:
             self._write()
@@ -323,7 +336,7 @@ class PyraftlogJournal(object):
         while self._inflight and self._inflight[0][1].done():
             self._inflight.popleft()
 
-    def _entry_at(self, index):
+    def _entry_at(self, index: int) -> JournalEntry:
         """The tuple at Raft ``index`` (first_idx <= index <= last)."""
         run = self._run
         if run and index >= run[0][1]:
@@ -332,14 +345,14 @@ class PyraftlogJournal(object):
             self._write()
         return _as_tuple(self._engine.entries(self._group, index, index + 1)[0])
 
-    def _range(self, lo, hi):
+    def _range(self, lo: int, hi: int) -> list[JournalEntry]:
         """Tuples for Raft indexes [lo, hi), all within the journal."""
         if lo >= hi:
             return []
         run = self._run
         r0 = run[0][1] if run else None
         eng_hi = hi if r0 is None else min(hi, r0)
-        out = []
+        out: list[JournalEntry] = []
         if lo < eng_hi:
             if self._batch is not None:
                 self._write()               # also seals the run
@@ -349,13 +362,23 @@ class PyraftlogJournal(object):
             out.extend(run[max(lo, r0) - r0:hi - r0])
         return out
 
-    def _truncate_from(self, index, need_last=True):
-        """Drop entries with Raft index >= ``index`` (first_idx <= index <= last)."""
+    def _truncate_from(self, index: int, need_last: bool = True) -> None:
+        """Drop entries with Raft index >= ``index`` (first_idx <= index <= last).
+
+        The truncation stays pending: PySyncObj re-appends right after it, and
+        both reach the engine in one atomic batch (on disk the log is never
+        seen cut short between the two).
+        """
+        new_last = None
+        if need_last and index > self._first_idx:
+            new_last = self._entry_at(index - 1)     # read before truncating
         run = self._run
         if run and index >= run[0][1]:
             del run[index - run[0][1]:]      # never written: just forget them
+            self._run_bytes = sum(len(e[0]) for e in run)
         else:
             self._run = []
+            self._run_bytes = 0
             self._seal()
             self._b().truncate(self._group, index)
             self._touch(index)
@@ -363,9 +386,9 @@ class PyraftlogJournal(object):
         if self._len == 0:
             self._first = self._last = None
         elif need_last:
-            self._last = self._entry_at(index - 1)
+            self._last = new_last
 
-    def _reset_to(self, index, term):
+    def _reset_to(self, index: int, term: int) -> None:
         """Make the (empty) journal start at ``index`` (after ``clear()``)."""
         g = self._group
         b = self._b()
@@ -386,7 +409,7 @@ class PyraftlogJournal(object):
 
     # ------------------------------------------------------------ journal API
 
-    def add(self, command, idx, term):
+    def add(self, command: bytes, idx: int, term: int) -> None:
         """Append ``(command, idx, term)``; ``idx`` must follow the last entry.
 
         On an empty journal (new, or after ``clear()``) any ``idx`` starts it.
@@ -405,29 +428,32 @@ class PyraftlogJournal(object):
                     if self._first_idx <= idx <= last:
                         self._truncate_from(idx, need_last=False)
                     else:
-                        raise ValueError(
-                            "add(idx=%d): journal holds indexes %d..%d"
-                            % (idx, self._first_idx, last))
+                        raise ValueError(f"add(idx={idx}): journal holds indexes "
+                                         f"{self._first_idx}..{last}")
             entry = (cmd, idx, term)
             self._run.append(entry)
+            self._run_bytes += len(cmd)
             self._touch(idx)
             if self._len == 0:
                 self._first = entry
             self._last = entry
             self._len += 1
+            if self._run_bytes >= MAX_BUFFERED_BYTES:
+                self._write()
 
-    def clear(self):
+    def clear(self) -> None:
         """Remove every entry; the next ``add`` may use any index."""
         with self._lock:
             self._check()
             self._run = []
+            self._run_bytes = 0
             self._seal()
             self._b().truncate(self._group, self._first_idx)
             self._touch(self._first_idx)
             self._len = 0
             self._first = self._last = None
 
-    def deleteEntriesFrom(self, entryFrom):
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
         """``del journal[entryFrom:]`` (a Raft truncation of the suffix)."""
         with self._lock:
             self._check()
@@ -435,7 +461,7 @@ class PyraftlogJournal(object):
             if start < self._len:
                 self._truncate_from(self._first_idx + start)
 
-    def deleteEntriesTo(self, entryTo):
+    def deleteEntriesTo(self, entryTo: int) -> None:
         """``journal = journal[entryTo:]``: a log compaction (``compact``)."""
         with self._lock:
             self._check()
@@ -456,7 +482,13 @@ class PyraftlogJournal(object):
             if self._batch is not None:
                 self._write()
 
-    def __getitem__(self, item):
+    @overload
+    def __getitem__(self, item: int) -> JournalEntry: ...
+
+    @overload
+    def __getitem__(self, item: slice) -> list[JournalEntry]: ...
+
+    def __getitem__(self, item: int | slice) -> JournalEntry | list[JournalEntry]:
         with self._lock:
             n = self._len
             if isinstance(item, slice):
@@ -465,9 +497,9 @@ class PyraftlogJournal(object):
                     if start >= stop:
                         return []
                     if stop - start == 1:
-                        if start == n - 1:
+                        if start == n - 1 and self._last is not None:
                             return [self._last]
-                        if start == 0:
+                        if start == 0 and self._first is not None:
                             return [self._first]
                     return self._range(self._first_idx + start, self._first_idx + stop)
                 positions = range(start, stop, step)
@@ -481,19 +513,19 @@ class PyraftlogJournal(object):
                 i += n
             if not 0 <= i < n:
                 raise IndexError("journal index out of range")
-            if i == n - 1:
+            if i == n - 1 and self._last is not None:
                 return self._last
-            if i == 0:
+            if i == 0 and self._first is not None:
                 return self._first
             return self._entry_at(self._first_idx + i)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._len
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[JournalEntry]:
         return iter(self[:])
 
-    def setCurrentTerm(self, term, votedForNodeId):
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
         """Store term and vote; durable when this returns."""
         with self._lock:
             self._check()
@@ -502,13 +534,13 @@ class PyraftlogJournal(object):
             self._need_hs = self._need_vote = True
             self._wait_all()
 
-    def getCurrentTerm(self):
+    def getCurrentTerm(self) -> int:
         return self._term
 
-    def getVotedForNodeId(self):
+    def getVotedForNodeId(self) -> Any:
         return self._vote
 
-    def setRaftCommitIndex(self, raftCommitIndex):
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
         """Remember the commit index (stored lazily) and make sure every entry
         up to it is durable (the leader counts itself in the quorum)."""
         with self._lock:
@@ -516,22 +548,22 @@ class PyraftlogJournal(object):
             self._commit = raftCommitIndex
             self._wait_upto(raftCommitIndex)
 
-    def getRaftCommitIndex(self):
+    def getRaftCommitIndex(self) -> int:
         return self._commit or 1
 
-    def onOneSecondTimer(self):
+    def onOneSecondTimer(self) -> None:
         """Write what is pending (commit index, buffered entries); no wait."""
         with self._lock:
             if self._failed is None and not self._destroyed:
                 self._write()
 
-    def flush(self):
+    def flush(self) -> None:
         """Write what is pending and wait until all of it is durable."""
         with self._lock:
             self._check()
             self._wait_all()
 
-    def _destroy(self):
+    def _destroy(self) -> None:
         """Flush and detach from the engine (the engine stays open)."""
         with self._lock:
             if self._destroyed:
@@ -551,14 +583,14 @@ class PyraftlogJournal(object):
                     if ref is not None and ref() is self:
                         del _live[key]
 
-    def close(self):
+    def close(self) -> None:
         """Same as ``_destroy()``."""
         self._destroy()
 
 
 # ---------------------------------------------------------------- dumps
 
-def durable_replace(src, dst):
+def durable_replace(src: str, dst: str) -> bool:
     """``os.replace(src, dst)`` made durable: fsync ``src``, rename, fsync the directory."""
     fd = os.open(src, os.O_RDONLY)
     try:
@@ -577,34 +609,36 @@ def durable_replace(src, dst):
 
 # ---------------------------------------------------------------- install
 
+GroupIdFunc = Callable[[Any], int]
+
 _state_lock = threading.RLock()
-_stack = []          # active Installations, newest last
-_ORIG = {}           # what install() replaced: restored / called by the hooks
+_stack: list[Installation] = []     # active Installations, newest last
+_ORIG: dict[str, Any] = {}          # what install() replaced: restored / called by the hooks
 
 
-class Installation(object):
+class Installation:
     """What :func:`install` returns; a context manager that uninstalls on exit."""
 
-    def __init__(self, engine, group_id):
+    def __init__(self, engine: pyraftlog.Engine, group_id: GroupIdFunc | None) -> None:
         self.engine = engine
         self.group_id = group_id
 
-    def create_journal(self, journal_file):
+    def create_journal(self, journal_file: str | bytes) -> PyraftlogJournal:
         group = self.group_id(journal_file) if self.group_id is not None else None
         return PyraftlogJournal(self.engine, journal_file, group=group)
 
-    def uninstall(self):
+    def uninstall(self) -> None:
         uninstall(self)
 
-    def __enter__(self):
+    def __enter__(self) -> Installation:  # noqa: PYI034 - final class
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.uninstall()
-        return False
 
 
-def _create_journal(journalFile=None):
+def _create_journal(journalFile: Any = None) -> Any:
     """Replacement for ``pysyncobj.syncobj.createJournal``."""
     with _state_lock:
         inst = _stack[-1] if _stack else None
@@ -614,11 +648,11 @@ def _create_journal(journalFile=None):
     return inst.create_journal(journalFile)
 
 
-def _warn_without_dump_file():
+def _warn_without_dump_file() -> None:
     try:
         caller = sys._getframe(2).f_locals.get("self")
         conf = getattr(caller, "_SyncObj__conf", None)
-    except Exception:  # pragma: no cover - introspection is best effort
+    except (AttributeError, ValueError):  # pragma: no cover - best effort
         return
     if conf is not None and getattr(conf, "fullDumpFile", "") is None:
         logger.warning(
@@ -628,7 +662,7 @@ def _warn_without_dump_file():
             conf.journalFile)
 
 
-def _send_next_node_idx(self, *args, **kwargs):
+def _send_next_node_idx(self: Any, *args: Any, **kwargs: Any) -> Any:
     """Wraps ``SyncObj.__sendNextNodeIdx``: the follower's reply to
     append-entries and snapshot transfers.  Everything the journal holds is
     made durable before the reply leaves."""
@@ -638,10 +672,11 @@ def _send_next_node_idx(self, *args, **kwargs):
     return _ORIG["sendNextNodeIdx"](self, *args, **kwargs)
 
 
-_send_next_node_idx._pyraftlog_hook = True
+_send_next_node_idx._pyraftlog_hook = True  # type: ignore[attr-defined]
 
 
-def install(engine, group_id=None, durable_dumps=True):
+def install(engine: pyraftlog.Engine, group_id: GroupIdFunc | None = None,
+            durable_dumps: bool = True) -> Installation:
     """Make every new ``SyncObj`` that has a ``journalFile`` keep its journal
     in ``engine`` (one group per journal name).
 
@@ -657,8 +692,8 @@ def install(engine, group_id=None, durable_dumps=True):
     ``SyncObj`` objects without a ``journalFile`` keep PySyncObj's memory
     journal.  Returns an :class:`Installation` (a context manager).
     """
-    import pysyncobj.syncobj as psyncobj
-    import pysyncobj.serializer as pserializer
+    import pysyncobj.serializer as pserializer  # type: ignore[import-untyped]
+    import pysyncobj.syncobj as psyncobj  # type: ignore[import-untyped]
 
     if group_id is not None and not callable(group_id):
         raise TypeError("group_id must be a callable(journalFile) -> int")
@@ -683,7 +718,7 @@ def install(engine, group_id=None, durable_dumps=True):
     return inst
 
 
-def uninstall(installation=None):
+def uninstall(installation: Installation | None = None) -> None:
     """Deactivate ``installation`` (default: the newest one).  When none is
     left, ``SyncObj`` creates PySyncObj's own journals again."""
     import pysyncobj.syncobj as psyncobj
