@@ -145,7 +145,8 @@ int prl_log_wait(prl_log *log, uint64_t lsn, int64_t timeout_ns) {
     return rc;
 }
 
-int prl_log_wait_change(prl_log *log, uint64_t known, int64_t timeout_ns, uint64_t *durable) {
+int prl_log_wait_change(prl_log *log, uint64_t known, uint64_t known_kicks, int64_t timeout_ns,
+                        uint64_t *durable, uint64_t *kicks) {
     struct timespec deadline;
     if (timeout_ns >= 0) {
         uint64_t d = prl_now_ns() + (uint64_t)timeout_ns;
@@ -154,9 +155,8 @@ int prl_log_wait_change(prl_log *log, uint64_t known, int64_t timeout_ns, uint64
     }
     int rc = 0;
     pthread_mutex_lock(&log->mu);
-    uint64_t kicks = log->kicks;
     log->nwaiters++;
-    while (log->durable_lsn <= known && log->kicks == kicks) {
+    while (log->durable_lsn <= known && log->kicks == known_kicks) {
         if (log->poison) { rc = -log->poison; break; }
         if (log->closed) { rc = PRL_E_CLOSED; break; }
         if (timeout_ns < 0) {
@@ -167,6 +167,7 @@ int prl_log_wait_change(prl_log *log, uint64_t known, int64_t timeout_ns, uint64
         }
     }
     *durable = log->durable_lsn;
+    *kicks = log->kicks;
     if (--log->nwaiters == 0) pthread_cond_broadcast(&log->idle_cv);
     pthread_mutex_unlock(&log->mu);
     return rc;

@@ -160,11 +160,14 @@ int prl_log_retain(prl_log *log, uint32_t n, const uint64_t *positions);
  * timeout_ns (< 0: no timeout), -errno if the log is poisoned before, or
  * PRL_E_CLOSED if it was closed first. */
 int prl_log_wait(prl_log *log, uint64_t lsn, int64_t timeout_ns);
-/* Blocks until durable_lsn > known, or prl_log_kick was called, or the log
- * is poisoned (-errno) or closed (PRL_E_CLOSED), or the timeout passes.
- * The notifier thread of pyraftlog/ticket.py lives in this call. */
-int prl_log_wait_change(prl_log *log, uint64_t known, int64_t timeout_ns,
-                        uint64_t *durable /* OUT */);
+/* Blocks until durable_lsn > known, or the kick count differs from
+ * known_kicks (prl_log_kick was called since the caller last looked), or
+ * the log is poisoned (-errno) or closed (PRL_E_CLOSED), or the timeout
+ * passes.  *durable and *kicks are the values on return.  Passing the kick
+ * count the previous call returned closes the lost-wake-up window between
+ * two calls.  The notifier thread of pyraftlog/ticket.py lives here. */
+int prl_log_wait_change(prl_log *log, uint64_t known, uint64_t known_kicks, int64_t timeout_ns,
+                        uint64_t *durable /* OUT */, uint64_t *kicks /* OUT */);
 void prl_log_kick(prl_log *log);
 int prl_log_stats(prl_log *log, prl_stats *out /* OUT */);
 /* Makes everything written durable, stops the flusher, unmaps the segments.

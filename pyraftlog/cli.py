@@ -73,14 +73,11 @@ def human(n: int) -> str:
     """1536 -> '1.5 KiB'."""
     if n < 1024:
         return f"{n} B"
-    x = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
+    x, units = n / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    while x >= 1024 and len(units) > 1:
         x /= 1024
-        if x < 1024:
-            break
-    else:
-        x, unit = x / 1024, "TiB"
-    return f"{x:.1f} {unit}"
+        units.pop(0)
+    return f"{x:.1f} {units[0]}"
 
 
 def _n(count: int, noun: str) -> str:
@@ -131,8 +128,9 @@ def _print_report(rep: Dict[str, Any], out: TextIO) -> None:
              "RECORDS", "STATE<"]]
     for s in segs:
         seq = "-" if s["seq"] is None else str(s["seq"])
-        rows.append([seq, s["file"], human(s["size"]), human(s["used"]), human(s["live_bytes"]), str(s["first_lsn"]), str(s["last_lsn"]),
-                     str(s["batches"]), str(s["records"]), s["state"]])
+        rows.append([seq, s["file"], human(s["size"]), human(s["used"]), human(s["live_bytes"]),
+                     str(s["first_lsn"]), str(s["last_lsn"]), str(s["batches"]),
+                     str(s["records"]), s["state"]])
     _table(rows, out)
     groups = rep["groups"]
     out.write(f"groups: {len(groups)}, {rep['entries']} entries\n")
@@ -207,6 +205,7 @@ class Dumper:
         self.json, self.limit, self.out = args.json, args.data_bytes, out
         self.header = not args.json
         self.count = 0
+        self.bad: List[Problem] = []  # records whose payload does not decode
 
     def __call__(self, seg: SegmentSummary, mem: Any, sc: Scanner, nb: int,
                  nr: int) -> Optional[Problem]:
@@ -231,6 +230,9 @@ class Dumper:
             fields, text = decode_payload(t, aux, i, term, bytes(mem[start:start + cut]),
                                           self.limit, ln)
             self.count += 1
+            if "payload_error" in fields:
+                self.bad.append(Problem(seg.path, off, f"bad {R.NAMES.get(t, t)} payload: "
+                                                       f"{fields['payload_error']}"))
             if self.json:
                 rec = {"segment": name, "seq": seg.seq, "offset": off, "lsn": lsn,
                        "type": R.NAMES.get(t, str(t)), "group": g, "index": i, "term": term,
@@ -253,13 +255,16 @@ def cmd_dump(args: argparse.Namespace, out: TextIO) -> int:
     progress = ProgressLine("dumping") if not out.isatty() else None
     try:
         with RawLog(args.dir) as raw:
-            walk = Walker(raw, sink=dumper, keep_going=True, live=lock_holder(args.dir) is not None,
-                          progress=progress).run(seqs)
+            walker = Walker(raw, sink=dumper, keep_going=True,
+                            live=lock_holder(args.dir) is not None, progress=progress)
+            walk = walker.run(seqs)
     finally:
         if progress:
             progress.done()
-    problems = [p for p in walk.problems if not p.torn]
-    for p in walk.problems:
+    if walker.live:  # a payload read after a live writer recycled its segment is no problem
+        dumper.bad = [p for p in dumper.bad if os.path.exists(p.path)]
+    problems = [p for p in walk.problems if not p.torn] + dumper.bad
+    for p in sorted(walk.problems + dumper.bad, key=lambda p: (p.path, p.offset)):
         _error("dump", str(p) + (" (a torn tail recovery cuts)" if p.torn else ""))
     if not args.json and dumper.count == 0:
         out.write("no records match\n" if walk.records else "no records\n")

@@ -19,7 +19,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from . import record as R
 from ._native import check, ffi, lib
 from .batch import WriteBatch
-from .errors import ClosedError, CompactedError, LockedError, RaftLogError, UnavailableError
+from .errors import (ClosedError, CompactedError, LockedError, PoisonedError, RaftLogError,
+                     UnavailableError)
 from .group_index import GroupIndex, GroupState
 from .plan import Plan, apply_ops, plan_batch
 from .purge import Purger
@@ -41,9 +42,13 @@ _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     # The flusher thread does not exist in a forked child and the lock file
-    # belongs to the parent: every engine is unusable there.
+    # belongs to the parent: every engine is unusable there.  The engine lock
+    # may have been held by a thread that does not exist in the child either,
+    # so it is replaced, and every call raises instead of hanging.
     for e in list(_live_engines):
         e._forked = True
+        e._lock = threading.Lock()
+        e._core.forked = True
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -143,16 +148,20 @@ class Engine:
         """Make everything written durable, stop the flusher, release the
         directory.  Pending tickets complete (or fail if the log is poisoned).
         Idempotent."""
+        if self._forked:
+            raise RaftLogError("an Engine cannot be used in a forked child; open it there anew")
         self._purger.stop()
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             lib.prl_log_close(self._h)
-            self._core.stop()
             self._reap_deletes_locked(final=True)
             os.close(self._lockfd)
             _live_engines.discard(self)
+        # Outside the lock: a callback completing now may call the engine (it
+        # gets ClosedError) without deadlocking against close().
+        self._core.stop()
 
     def _check(self) -> None:
         if self._closed:
@@ -206,7 +215,7 @@ class Engine:
                 _fb("uint8_t[]", payload), len(payload),
                 lib.PRL_WRITE_OVERSIZE if oversize else 0, lsn, _fb("uint64_t[]", positions))
             if rc:
-                self._core.raise_for(rc, "write")
+                self._raise_write_error(rc)
         except BaseException:
             for g, fid in written:
                 self._snapshots.delete(g, fid)
@@ -225,6 +234,17 @@ class Engine:
         if self._pending_deletes:
             self._reap_deletes_locked()
         return ticket_lsn
+
+    def _raise_write_error(self, rc: int) -> None:
+        """A failed write: PoisonedError if the log is poisoned (sticky),
+        otherwise the OSError of what failed (e.g. ENOSPC creating the next
+        segment: nothing was written, a later write may succeed)."""
+        if -1000 < rc < 0:
+            lib.prl_log_stats(self._h, self._stats_buf)
+            if self._stats_buf.poison_errno:
+                raise PoisonedError(int(self._stats_buf.poison_errno))
+            raise OSError(-rc, f"write: opening the next segment failed: {os.strerror(-rc)}")
+        self._core.raise_for(rc, "write")
 
     def purge(self, max_bytes: Optional[int] = None) -> int:
         """Rewrite the groups that pin the oldest segments at the head of the

@@ -1,6 +1,6 @@
 """Test hooks: make a named place fail with an errno (raft-engine style
 failpoints).  C places: "segment::create", "segment::fallocate",
-"segment::header_sync", "dir::fsync", "flusher::fdatasync".  Python places:
+"segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync".  Python places:
 "snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync".
 
     with pyraftlog.failpoint.armed("flusher::fdatasync", errno.EIO):
@@ -15,8 +15,8 @@ from typing import Iterator, List
 from . import snapshot_store
 from ._native import ffi, lib
 
-C_POINTS = ("segment::create", "segment::fallocate", "segment::header_sync", "dir::fsync",
-            "flusher::fdatasync")
+C_POINTS = ("segment::create", "segment::fallocate", "segment::header_sync", "segment::rename",
+            "dir::fsync", "flusher::fdatasync")
 PY_POINTS = ("snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync")
 
 

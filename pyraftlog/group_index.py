@@ -18,6 +18,8 @@ from array import array
 from bisect import bisect_left, bisect_right
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from .types import HardState, SnapshotMeta
 
 SnapRef = Tuple[int, int, int]  # (data_size, file_id, data_crc)
@@ -128,6 +130,29 @@ class GroupState:
                 starts.append(start + k)
                 rterms.append(t)
                 last = t
+
+    def append_bulk(self, start: int, terms: "np.ndarray", positions: "np.ndarray",
+                    release: array) -> None:
+        """`append` for replay: terms and positions as numpy arrays, term
+        runs found with numpy instead of a Python loop."""
+        if start <= self.base_index:
+            skip = self.base_index + 1 - start
+            terms, positions, start = terms[skip:], positions[skip:], self.base_index + 1
+            if not len(terms):
+                return
+        if start > self.last_index + 1:  # see append: predecessors were recycled
+            self.truncate_from(self.base_index + 1, release)
+            self.base_index, self.base_term = start - 1, 0
+        self.truncate_from(start, release)
+        kept = len(self.positions) > 0
+        self.positions.frombytes(positions.astype(np.uint64, copy=False).tobytes())
+        change = np.flatnonzero(terms[1:] != terms[:-1]) + 1
+        if not kept or self.run_terms[-1] != terms[0]:
+            self.run_starts.append(start)
+            self.run_terms.append(int(terms[0]))
+        if len(change):
+            self.run_starts.frombytes((change.astype(np.uint64) + np.uint64(start)).tobytes())
+            self.run_terms.frombytes(terms[change].astype(np.uint64, copy=False).tobytes())
 
     def _set_base(self, index: int, term: int, pos: int, release: array) -> None:
         if self.base_pos is not None and self.base_pos != self.snap_pos:

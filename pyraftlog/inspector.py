@@ -39,7 +39,6 @@ from ._native import REASONS, check, ffi, is_clean_end, lib
 from .engine import crc32c
 from .errors import CorruptionError
 from .group_index import GroupIndex, GroupState, SnapRef
-from .plan import apply_ops
 from .recovery import Scanner, list_free, list_segments, probe, segment_name
 from .snapshot_store import SnapshotStore
 
@@ -230,7 +229,7 @@ class Walker:
 
     def run(self, seqs: List[int]) -> WalkResult:
         heads = []
-        for attempt in range(10):
+        for _ in range(10):
             for seq in seqs:
                 if not self.log.attach(seq):
                     continue
@@ -283,15 +282,19 @@ class Walker:
         return reason
 
     def _problem(self, k: int, offset: int, reason: str, torn: bool = False) -> bool:
+        return self._report(k, Problem(self.chain[k].path, offset, reason, torn))
+
+    def _report(self, k: int, problem: Problem) -> bool:
         """Record a problem in chain segment k; False if instead a live
-        writer recycled that segment or an older one while it was read."""
+        writer recycled that segment or an older one while it was read (a
+        file is renamed away before its bytes are reused)."""
         if self.live:
             gone = [s for s in self.chain[:k + 1] if not os.path.exists(s.path)]
             for s in gone:
                 s.recycled = True
             if gone:
                 return False
-        self.result.problems.append(Problem(self.chain[k].path, offset, reason, torn))
+        self.result.problems.append(problem)
         if not self.keep_going:
             self.stopped = True
         return True
@@ -319,10 +322,12 @@ class Walker:
         mem = ffi.buffer(base, size)
         deadline: Optional[float] = None
         while True:
-            offset, lsn, why = self._scan(seg, base, mem, offset, lsn)
+            offset, lsn, why = self._scan(k, seg, base, mem, offset, lsn)
             seg.used = offset
             if self.stopped:
                 return lsn
+            if seg.recycled:
+                return None
             clean = is_clean_end(why)
             if has_next and (next_first == lsn or (next_first is None and clean)):
                 # the successor continues the chain (a tail after `offset` was
@@ -372,7 +377,7 @@ class Walker:
             out.append(f)
             offset, lsn = f.offset + f.length, f.lsn + 1
 
-    def _scan(self, seg: SegmentSummary, base: Any, mem: Any, offset: int,
+    def _scan(self, k: int, seg: SegmentSummary, base: Any, mem: Any, offset: int,
               lsn: int) -> Tuple[int, int, int]:
         sc, res = self.scanner, self.result
         while True:
@@ -388,9 +393,8 @@ class Walker:
                 if self.sink:
                     p = self.sink(seg, mem, sc, nb, nr)
                     if p is not None:
-                        self.result.problems.append(p)
-                        if not self.keep_going:
-                            self.stopped = True
+                        recorded = self._report(k, p)
+                        if self.stopped or (not recorded and seg.recycled):
                             return int(r.next_offset), int(r.next_lsn), int(r.reason)
             offset, lsn = int(r.next_offset), int(r.next_lsn)
             if r.reason != lib.PRL_R_NONE:
@@ -409,11 +413,11 @@ class Replay:
     def __call__(self, seg: SegmentSummary, mem: Any, sc: Scanner, nb: int,
                  nr: int) -> Optional[Problem]:
         try:
-            ops, positions = sc.ops(seg.seq, mem, nr, seg.path)
-        except CorruptionError as exc:
+            sc.replay(self.index, seg.seq, mem, nr, seg.path, self.release, self.superseded)
+        except CorruptionError as exc:  # a payload that does not decode
             return Problem(exc.path, exc.offset, exc.reason)
-        apply_ops(self.index, ops, positions, self.release, self.superseded)
-        del self.release[:]
+        finally:
+            del self.release[:]
         return None
 
 

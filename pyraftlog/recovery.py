@@ -127,33 +127,55 @@ class Scanner:
                 continue
             return r
 
-    def ops(self, seq: int, mem: memoryview, n: int, path: str) -> Tuple[List[Op], array]:
-        """Replay Ops for the first n records, and their positions."""
+    def replay(self, index: GroupIndex, seq: int, mem: memoryview, n: int, path: str,
+               release: array, superseded: List[Tuple[int, SnapRef]]) -> None:
+        """Apply the first n scanned records to `index`.
+
+        Spans of entry records go through `_bulk` (numpy, per group); the other
+        records are decoded into Ops and applied one by one, in log order."""
         types = self.r_type[:n]
-        groups = self.r_group[:n]
-        indexes = self.r_index[:n]
-        entry = types == R.ENTRY
-        # runs of consecutive entries of one group become one append
-        cont = entry[1:] & entry[:-1] & (groups[1:] == groups[:-1]) & (indexes[1:] == indexes[:-1] + 1)
-        starts = np.flatnonzero(np.concatenate(([True], ~cont))).tolist()
-        ends = starts[1:] + [n]
+        pos_np = (np.uint64(seq) << np.uint64(32)) | self.r_off[:n].astype(np.uint64)
+        other = np.flatnonzero(types != R.ENTRY).tolist()
+        if not other:
+            self._bulk(index, 0, n, pos_np, release)
+            return
         positions = array("Q")
-        positions.frombytes(((np.uint64(seq) << np.uint64(32)) | self.r_off[:n].astype(np.uint64)).tobytes())
-        tl, gl, il, terml = types.tolist(), groups.tolist(), indexes.tolist(), self.r_term[:n].tolist()
-        offs, lens = self.r_off[:n].tolist(), self.r_len[:n].tolist()
-        ops: List[Op] = []
-        for s, e in zip(starts, ends):
-            t, g = tl[s], gl[s]
-            if t == R.ENTRY:
-                ops.append((B.APPEND, g, il[s], terml[s:e], s, e))
-                continue
-            o = offs[s] + R.RECORD_HEADER_SIZE
-            payload = mem[o:o + lens[s]]
+        positions.frombytes(pos_np.tobytes())
+        prev = 0
+        for k in other + [n]:
+            if k > prev:
+                self._bulk(index, prev, k, pos_np, release)
+            prev = k + 1
+            if k == n:
+                break
+            t, g = int(types[k]), int(self.r_group[k])
+            o = int(self.r_off[k])
+            payload = mem[o + R.RECORD_HEADER_SIZE:o + R.RECORD_HEADER_SIZE + int(self.r_len[k])]
             try:
-                ops.append(_decode(t, g, il[s], terml[s], payload, s))
+                op = _decode(t, g, int(self.r_index[k]), int(self.r_term[k]), payload, k)
             except ValueError as exc:
-                raise CorruptionError(path, offs[s], f"bad {R.NAMES[t]} payload: {exc}") from None
-        return ops, positions
+                raise CorruptionError(path, o, f"bad {R.NAMES[t]} payload: {exc}") from None
+            apply_ops(index, [op], positions, release, superseded)
+
+    def _bulk(self, index: GroupIndex, s: int, e: int, pos_np: np.ndarray, release: array) -> None:
+        """Entry records s..e-1 (any groups): each group's records, in log
+        order, become one append when their indexes are consecutive; a group
+        that overwrites itself within the span is applied record by record."""
+        groups = self.r_group[s:e]
+        order = np.argsort(groups, kind="stable")
+        gs = groups[order]
+        ids = self.r_index[s:e][order]
+        terms = self.r_term[s:e][order]
+        pos = pos_np[s:e][order]
+        cuts = (np.flatnonzero(gs[1:] != gs[:-1]) + 1).tolist()
+        breaks = ids[1:] != ids[:-1] + 1  # a break inside a group: overlap or gap
+        for a, b in zip([0] + cuts, cuts + [len(gs)]):
+            st = index.get_or_create(int(gs[a]))
+            if b - a == 1 or not breaks[a:b - 1].any():
+                st.append_bulk(int(ids[a]), terms[a:b], pos[a:b], release)
+            else:
+                for k in range(a, b):
+                    st.append_bulk(int(ids[k]), terms[k:k + 1], pos[k:k + 1], release)
 
 
 def _decode(t: int, g: int, index: int, term: int, payload: memoryview, k: int) -> Op:
@@ -325,18 +347,14 @@ class Recovery:
             r = sc.scan(base, size, seq, offset, lsn)
             nb, nr = int(r.n_batches), int(r.n_records)
             if nb:
-                ops, positions = sc.ops(seq, mem, nr, self._name(seq))
-                self._apply(ops, positions, seq)
+                sc.replay(self.index, seq, mem, nr, self._name(seq), self.release,
+                          res.superseded)
+                del self.release[:]
                 res.recovered_batches += nb
                 res.recovered_bytes += int(sc.b_len[:nb].sum())
             offset, lsn = int(r.next_offset), int(r.next_lsn)
             if r.reason != lib.PRL_R_NONE:
                 return offset, lsn, int(r.reason), int(r.bad_len)
-
-    def _apply(self, ops: List[Op], positions: array, seq: int) -> None:
-        apply_ops(self.index, ops, positions, self.release, self.result.superseded)
-        del self.release[:]
-
 
 def _header_size(base: object) -> int:
     """segment_size from a valid segment header."""

@@ -5,7 +5,12 @@ variable.  Callbacks and `await` go through one Notifier thread per engine,
 started on first use, that sleeps in `prl_log_wait_change` and, each time the
 durable lsn moves, completes every registered ticket it covers, in lsn order:
 no thread per waiter and no polling.  asyncio futures are resolved with one
-`call_soon_threadsafe` per event loop per wake-up."""
+`call_soon_threadsafe` per event loop per wake-up.
+
+Once the log is poisoned nothing becomes durable any more: the notifier then
+completes every ticket past the durable point as failed, as soon as it is
+registered.  After `close()` there is no notifier: a callback runs at once in
+the caller's thread and `await` returns (or raises) at once."""
 from __future__ import annotations
 
 import asyncio
@@ -16,11 +21,12 @@ import threading
 from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
 
 from ._native import ffi, lib, raise_status
-from .errors import ClosedError, PoisonedError
+from .errors import ClosedError, PoisonedError, RaftLogError
 
 log = logging.getLogger("pyraftlog")
 
 _NS = 1_000_000_000
+_U64_MAX = (1 << 64) - 1
 
 
 class Ticket:
@@ -38,7 +44,10 @@ class Ticket:
 
     def wait(self, timeout: Optional[float] = None) -> None:
         """Block until durable; raise the write's error (PoisonedError,
-        ClosedError), or TimeoutError if `timeout` seconds pass first."""
+        ClosedError), or TimeoutError if `timeout` seconds pass first (the
+        ticket stays pending).  Note: TimeoutError is an OSError, like
+        PoisonedError; catch PoisonedError itself to handle a failed disk."""
+        self._core.check_fork()
         ns = -1 if timeout is None else max(0, int(timeout * _NS))
         rc = lib.prl_log_wait(self._core.handle, self.lsn, ns)
         if rc:
@@ -46,6 +55,7 @@ class Ticket:
 
     def done(self) -> bool:
         """True once durable or failed."""
+        self._core.check_fork()
         return lib.prl_log_wait(self._core.handle, self.lsn, 0) != lib.PRL_E_TIMEOUT
 
     def exception(self) -> Optional[BaseException]:
@@ -60,15 +70,29 @@ class Ticket:
 
     def add_done_callback(self, fn: Callable[["Ticket"], Any]) -> None:
         """Call fn(ticket) once, on the notifier thread, when the ticket
-        completes (durable or failed).  Exceptions from fn are logged."""
-        self._core.notifier().add(self.lsn, (fn, self))
+        completes (durable or failed).  Exceptions from fn are logged.  On a
+        closed engine fn runs at once, in the calling thread."""
+        n = self._core.notifier()
+        if n is None:
+            _call(fn, self)
+        else:
+            n.add(self.lsn, (fn, self))
 
     def __await__(self) -> Generator[Any, None, None]:
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._core.notifier().add(self.lsn, (loop, fut))
-        yield from fut.__await__()
+        n = self._core.notifier()
+        if n is not None:
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            n.add(self.lsn, (loop, fut))
+            yield from fut.__await__()
         self.wait(0)  # raises the failure, if any
+
+
+def _call(fn: Callable[[Ticket], Any], ticket: Ticket) -> None:
+    try:
+        fn(ticket)
+    except Exception:
+        log.exception("pyraftlog: exception in a ticket callback")
 
 
 class Core:
@@ -76,25 +100,34 @@ class Core:
 
     def __init__(self, handle: Any):
         self.handle = handle
+        self.closed = False
+        self.forked = False
         self._notifier: Optional[Notifier] = None
         self._lock = threading.Lock()
+
+    def check_fork(self) -> None:
+        if self.forked:
+            raise RaftLogError("an Engine cannot be used in a forked child; open it there anew")
 
     def raise_for(self, rc: int, what: str) -> None:
         if -1000 < rc < 0:  # -errno: the log is poisoned (PRL_E_* codes are below -1000)
             raise PoisonedError(-rc)
         raise_status(rc, what)
 
-    def notifier(self) -> "Notifier":
-        n = self._notifier
-        if n is None:
-            with self._lock:
-                if self._notifier is None:
-                    self._notifier = Notifier(self.handle)
-                n = self._notifier
-        return n
+    def notifier(self) -> Optional["Notifier"]:
+        """The notifier thread, started on first use; None once closed."""
+        self.check_fork()
+        with self._lock:
+            if self.closed:
+                return None
+            if self._notifier is None:
+                self._notifier = Notifier(self.handle)
+            return self._notifier
 
     def stop(self) -> None:
+        """After the log is closed: complete what is registered, end the thread."""
         with self._lock:
+            self.closed = True
             n, self._notifier = self._notifier, None
         if n is not None:
             n.stop()
@@ -105,11 +138,11 @@ class Notifier:
 
     def __init__(self, handle: Any):
         self._h = handle
-        self._mu = threading.Lock()
+        self._mu = threading.Condition(threading.Lock())
         self._heap: List[Tuple[int, int, Any]] = []
         self._seq = itertools.count()
         self._durable = 0
-        self._failed: Optional[int] = None  # status the log failed with
+        self._failed = False  # poisoned: durable_lsn will not move again
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="pyraftlog-notifier", daemon=True)
         self._thread.start()
@@ -117,48 +150,51 @@ class Notifier:
     def add(self, lsn: int, item: Any) -> None:
         with self._mu:
             heapq.heappush(self._heap, (lsn, next(self._seq), item))
-            due = lsn <= self._durable or self._failed is not None or self._stopped
+            due = lsn <= self._durable or self._failed or self._stopped
+            self._mu.notify()
         if due:
-            lib.prl_log_kick(self._h)  # wake the thread for a ticket that is already done
+            # a ticket that is already done: wake the thread (it passes the
+            # kick count it last saw, so this cannot be lost)
+            lib.prl_log_kick(self._h)
 
     def stop(self) -> None:
         with self._mu:
             self._stopped = True
+            self._mu.notify()
         lib.prl_log_kick(self._h)
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
     def _run(self) -> None:
         durable = ffi.new("uint64_t *")
-        known = 0
+        kicks = ffi.new("uint64_t *")
+        known, known_kicks = 0, _U64_MAX
         while True:
-            rc = lib.prl_log_wait_change(self._h, known, -1, durable)
-            known = int(durable[0])
+            if not self._failed:
+                rc = lib.prl_log_wait_change(self._h, known, known_kicks, -1, durable, kicks)
+                known, known_kicks = int(durable[0]), int(kicks[0])
             with self._mu:
                 self._durable = known
-                if rc and rc != lib.PRL_E_TIMEOUT:
-                    self._failed = rc
-                final = self._failed is not None or self._stopped
+                if not self._failed and rc and rc != lib.PRL_E_TIMEOUT:
+                    self._failed = True  # poisoned or closed: nothing more becomes durable
+                if self._failed and not self._heap and not self._stopped:
+                    self._mu.wait()  # only new registrations (or stop) matter now
+                done = self._failed or self._stopped
                 ready = []
-                while self._heap and (self._heap[0][0] <= known or final):
+                while self._heap and (self._heap[0][0] <= known or done):
                     ready.append(heapq.heappop(self._heap))
+                finished = self._stopped and not self._heap
             self._complete(ready)
-            if final:
-                with self._mu:
-                    if not self._heap:
-                        return
+            if finished:
+                return
 
     def _complete(self, ready: List[Tuple[int, int, Any]]) -> None:
         by_loop: Dict[Any, List[Any]] = {}
         for _, _, item in ready:
-            if len(item) == 2 and isinstance(item[0], asyncio.AbstractEventLoop):
+            if isinstance(item[0], asyncio.AbstractEventLoop):
                 by_loop.setdefault(item[0], []).append(item[1])
-                continue
-            fn, ticket = item
-            try:
-                fn(ticket)
-            except Exception:
-                log.exception("pyraftlog: exception in a ticket callback")
+            else:
+                _call(item[0], item[1])
         for loop, futs in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, futs)

@@ -19,6 +19,9 @@ def open_log(log_dir):
 
     def _open(path=None, **opts):
         opts.setdefault("sync", False)
+        # segments are preallocated (the active one and the prepared ones):
+        # the 64 MiB default would cost ~200 MB of disk per test
+        opts.setdefault("segment_size", 1 << 20)
         log = pyraftlog.open(str(path if path is not None else log_dir), **opts)
         opened.append(log)
         return log
