@@ -2,13 +2,13 @@
 ranges as they are added (API.md, "Writing: batches and tickets")."""
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
-from .types import (U64_MAX, HardState, Snapshot, check_bytes, check_entry, check_hard_state,
-                    check_snapshot, check_u64)
+from .types import (U64_MAX, HardState, Snapshot, check_bytes, check_entry, check_entry_type,
+                    check_hard_state, check_snapshot, check_u64)
 
 # operation codes (internal)
-APPEND, HARD_STATE, SNAPSHOT, COMPACT, TRUNCATE, PUT, DELETE, REMOVE = range(8)
+APPEND, HARD_STATE, SNAPSHOT, COMPACT, TRUNCATE, PUT, DELETE, REMOVE, APPEND_MANY = range(9)
 
 
 class WriteBatch:
@@ -42,6 +42,27 @@ class WriteBatch:
                 prev = e.index
         if es:
             self._ops.append((APPEND, g, es))
+        return self
+
+    def append_many(self, group: int, first_index: int, terms: Sequence[int],
+                    payloads: Sequence[Any], types: Optional[Sequence[int]] = None) -> "WriteBatch":
+        """Append len(terms) entries first_index, first_index+1, ... without
+        building Entry objects: `terms` any sequence of ints (a numpy array
+        works), `payloads` bytes-like objects, `types` entry types (default 0).
+        The same semantics as `append`."""
+        g = check_u64(group, "group")
+        first = check_u64(first_index, "first_index")
+        if isinstance(payloads, (bytes, bytearray, memoryview, str)):
+            raise TypeError("payloads must be a sequence of bytes-like objects")
+        ts = [check_u64(t, "entry term") for t in terms]
+        ds = [check_bytes(p, "entry data") for p in payloads]
+        ys = [0] * len(ts) if types is None else [check_entry_type(t) for t in types]
+        if not len(ts) == len(ds) == len(ys):
+            raise ValueError("terms, payloads and types must have the same length")
+        if first + len(ts) - 1 > U64_MAX:
+            raise ValueError("entry indexes would pass 2**64-1")
+        if ts:
+            self._ops.append((APPEND_MANY, g, first, ts, ds, ys))
         return self
 
     def set_hard_state(self, group: int, hs: HardState) -> "WriteBatch":

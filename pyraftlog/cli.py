@@ -23,10 +23,12 @@ import numpy as np
 from . import record as R
 from ._version import __version__
 from .errors import RaftLogError
+from .group_index import GroupState
 from .inspector import (
     InspectError,
     Problem,
     RawLog,
+    Report,
     SegmentSummary,
     Walker,
     check_directory,
@@ -98,12 +100,73 @@ def _table(rows: List[List[str]], out: TextIO, indent: str = "  ") -> None:
 
 # -- inspect ---------------------------------------------------------------------
 
+def _segment_state(seg: SegmentSummary, active: bool, live: int) -> str:
+    if seg.unfinished:
+        return "unfinished"
+    if seg.recycled:
+        return "recycled"
+    if not seg.header_ok:
+        return "invalid"
+    if active:
+        return "active"
+    return "live" if live else "empty"
+
+
+def _group(g: int, st: GroupState, live: int) -> Dict[str, Any]:
+    hs, meta = st.hard_state, st.snap_meta
+    return {"group": g, "first_index": st.first_index, "last_index": st.last_index,
+            "entries": len(st.positions),
+            "hard_state": {"term": hs.term, "vote": hs.vote, "commit": hs.commit},
+            "snapshot": {"index": meta.index, "term": meta.term,
+                         "data_size": st.snap_ref[0] if st.snap_ref else 0,
+                         "voters": list(meta.conf_state.voters),
+                         "learners": list(meta.conf_state.learners)},
+            "kv_keys": len(st.kv) if st.kv else 0,
+            "live_bytes": live}
+
+
+def report_dict(r: Report) -> Dict[str, Any]:
+    """The inspect report as JSON-able data (what --json prints)."""
+    walk = r.walk
+    chain = [s for s in walk.segments if not (s.unfinished or s.recycled)]
+    segments = []
+    for seg in walk.segments:
+        live = r.segment_live.get(seg.seq, 0)
+        segments.append({
+            "seq": seg.seq, "file": os.path.basename(seg.path), "size": seg.size,
+            "used": seg.used, "live_bytes": live, "first_lsn": seg.first_lsn,
+            "last_lsn": seg.last_lsn, "batches": seg.batches, "records": seg.records,
+            "state": _segment_state(seg, bool(chain) and seg is chain[-1], live)})
+    for name, size in r.free_files:
+        segments.append({"seq": None, "file": name, "size": size, "used": 0, "live_bytes": 0,
+                         "first_lsn": 0, "last_lsn": 0, "batches": 0, "records": 0,
+                         "state": "free"})
+    groups = [_group(g, r.index.groups[g], r.group_live[g]) for g in sorted(r.index.groups)]
+    referenced = {(g, st.snap_ref[1]) for g, st in r.index.groups.items() if st.snap_ref}
+    return {
+        "path": os.path.abspath(r.path), "locked_by_pid": r.holder,
+        "disk_bytes": sum(s["size"] for s in segments),
+        "used_bytes": sum(s["used"] for s in segments),
+        "live_bytes": sum(s["live_bytes"] for s in segments),
+        "batches": walk.batches, "records": walk.records, "next_lsn": walk.next_lsn,
+        "entries": sum(g["entries"] for g in groups),
+        "segments": segments, "groups": groups,
+        "snapshots": {"files": len(r.snapshot_files),
+                      "bytes": sum(f[2] for f in r.snapshot_files),
+                      "orphans": sum((f[0], f[1]) not in referenced for f in r.snapshot_files)},
+        "problems": [{"file": p.path, "offset": p.offset, "reason": p.reason, "torn_tail": p.torn}
+                     for p in walk.problems],
+    }
+
+
 def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     progress = ProgressLine("inspecting")
     try:
-        rep, errors = report(args.dir, progress)
+        r = report(args.dir, progress)
     finally:
         progress.done()
+    rep = report_dict(r)
+    errors = [str(p) for p in r.walk.problems if not p.torn]
     if args.json:
         rep["ok"] = not errors
         json.dump(rep, out, indent=2)

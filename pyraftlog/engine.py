@@ -16,6 +16,8 @@ from array import array
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from . import record as R
 from ._native import check, ffi, lib
 from .batch import WriteBatch
@@ -376,6 +378,27 @@ class Engine:
             out.append(Entry(lo + k, terms[k], data[off:off + ln], auxs[k]))
             off += ln
         return out
+
+    def terms(self, group: int, lo: int, hi: int) -> "np.ndarray":
+        """Terms of entries [lo, hi) as a numpy uint64 array, without Entry
+        objects or reading the log; the same range rules as `entries`."""
+        lo = check_u64(lo, "lo")
+        hi = check_u64(hi, "hi")
+        with self._lock:
+            st = self._state(group)
+            base, last = (st.base_index, st.last_index) if st else (0, 0)
+            if lo > hi:
+                raise ValueError(f"lo {lo} > hi {hi}")
+            if lo <= base:
+                raise CompactedError(f"group {group}: index {lo} is compacted (first index {base + 1})")
+            if hi > last + 1:
+                raise UnavailableError(f"group {group}: index {hi - 1} is above the last index {last}")
+            if lo == hi or st is None:
+                return np.zeros(0, np.uint64)
+            starts = np.frombuffer(st.run_starts, np.uint64).copy()
+            terms = np.frombuffer(st.run_terms, np.uint64).copy()
+        j = np.searchsorted(starts, np.arange(lo, hi, dtype=np.uint64), side="right") - 1
+        return terms[j]
 
     def initial_state(self, group: int) -> Tuple[HardState, ConfState]:
         with self._lock:

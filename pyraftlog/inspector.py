@@ -38,7 +38,7 @@ from . import record as R
 from ._native import REASONS, check, ffi, is_clean_end, lib
 from .engine import crc32c
 from .errors import CorruptionError
-from .group_index import GroupIndex, GroupState, SnapRef
+from .group_index import GroupIndex, SnapRef
 from .recovery import Scanner, list_free, list_segments, probe, segment_name
 from .snapshot_store import SnapshotStore
 
@@ -423,31 +423,6 @@ class Replay:
 
 # -- inspect and verify ---------------------------------------------------------
 
-def _segment_state(seg: SegmentSummary, active: bool, live: Optional[int]) -> str:
-    if seg.unfinished:
-        return "unfinished"
-    if seg.recycled:
-        return "recycled"
-    if not seg.header_ok:
-        return "invalid"
-    if active:
-        return "active"
-    return "live" if live else "empty"
-
-
-def _group(g: int, st: GroupState, live: int) -> Dict[str, Any]:
-    hs, meta = st.hard_state, st.snap_meta
-    return {"group": g, "first_index": st.first_index, "last_index": st.last_index,
-            "entries": len(st.positions),
-            "hard_state": {"term": hs.term, "vote": hs.vote, "commit": hs.commit},
-            "snapshot": {"index": meta.index, "term": meta.term,
-                         "data_size": st.snap_ref[0] if st.snap_ref else 0,
-                         "voters": list(meta.conf_state.voters),
-                         "learners": list(meta.conf_state.learners)},
-            "kv_keys": len(st.kv) if st.kv else 0,
-            "live_bytes": live}
-
-
 def live_bytes(log: RawLog, index: GroupIndex,
                chain: List[SegmentSummary]) -> Tuple[Dict[int, int], Dict[int, int]]:
     """Bytes of the records the recovered state still needs: ({seq: bytes},
@@ -485,63 +460,44 @@ def live_bytes(log: RawLog, index: GroupIndex,
     return seg_live, {g: int(per_group[k]) for k, g in enumerate(groups)}
 
 
-def report(path: str, progress: Optional[Progress] = None) -> Tuple[Dict[str, Any], List[str]]:
-    """What `inspect` shows, as a JSON-able dict, and the problems that make
-    it exit 1 (first one first): invalid bytes other than a torn tail of the
-    newest segment, which recovery cuts.
+@dataclass
+class Report:
+    """What `inspect` shows: the walk, the group state recovery would
+    rebuild, live bytes, and the files outside the log."""
+    path: str
+    holder: Optional[int]                       # pid holding the LOCK, if any
+    walk: WalkResult
+    index: GroupIndex
+    segment_live: Dict[int, int]                # seq -> live bytes
+    group_live: Dict[int, int]                  # group -> live bytes
+    free_files: List[Tuple[str, int]] = field(default_factory=list)   # (name, size)
+    snapshot_files: List[Tuple[int, int, int]] = field(default_factory=list)  # group, id, size
 
-    The group state is what recovery rebuilds: a replay of every valid batch
-    in log order up to a torn tail (past other invalid bytes it goes on, as
-    tolerate_any does).  Live bytes are the records that state still needs."""
+
+def report(path: str, progress: Optional[Progress] = None) -> Report:
+    """Walks the log with the Replay sink, past invalid bytes (as
+    tolerate_any does) but not past a torn tail (which recovery cuts)."""
     seqs = check_directory(path)
     holder = lock_holder(path)
     with RawLog(path) as log:
         replay = Replay()
         walk = Walker(log, sink=replay, keep_going=True, live=holder is not None,
                       progress=progress).run(seqs)
-        index = replay.index
-        seg_live, group_live = live_bytes(log, index, walk.segments)
-    chain = [s for s in walk.segments if not (s.unfinished or s.recycled)]
-    segments = []
-    for seg in walk.segments:
-        live = seg_live.get(seg.seq, 0)
-        segments.append({
-            "seq": seg.seq, "file": os.path.basename(seg.path), "size": seg.size,
-            "used": seg.used, "live_bytes": live, "first_lsn": seg.first_lsn,
-            "last_lsn": seg.last_lsn, "batches": seg.batches, "records": seg.records,
-            "state": _segment_state(seg, bool(chain) and seg is chain[-1], live)})
-    groups = [_group(g, index.groups[g], group_live[g]) for g in sorted(index.groups)]
+        seg_live, group_live = live_bytes(log, replay.index, walk.segments)
+    rep = Report(path, holder, walk, replay.index, seg_live, group_live)
     for fid in list_free(path):
+        name = f"{fid:016x}.free"
         try:
-            size = os.stat(os.path.join(path, f"{fid:016x}.free")).st_size
+            rep.free_files.append((name, os.stat(os.path.join(path, name)).st_size))
         except OSError:
             continue  # taken by a live writer meanwhile
-        segments.append({"seq": None, "file": f"{fid:016x}.free", "size": size, "used": 0,
-                         "live_bytes": 0, "first_lsn": 0, "last_lsn": 0, "batches": 0,
-                         "records": 0, "state": "free"})
-    referenced = {(g, st.snap_ref[1]) for g, st in index.groups.items() if st.snap_ref}
     store = SnapshotStore(path, crc32c, create=False)
-    snap_files = snap_bytes = orphans = 0
     for g, fid in store.files():
         try:
-            snap_bytes += os.stat(store.path(g, fid)).st_size
+            rep.snapshot_files.append((g, fid, os.stat(store.path(g, fid)).st_size))
         except OSError:
             continue
-        snap_files += 1
-        orphans += (g, fid) not in referenced
-    out: Dict[str, Any] = {
-        "path": os.path.abspath(path), "locked_by_pid": holder,
-        "disk_bytes": sum(s["size"] for s in segments),
-        "used_bytes": sum(s["used"] for s in segments),
-        "live_bytes": sum(s["live_bytes"] for s in segments),
-        "batches": walk.batches, "records": walk.records, "next_lsn": walk.next_lsn,
-        "entries": sum(g["entries"] for g in groups),
-        "segments": segments, "groups": groups,
-        "snapshots": {"files": snap_files, "bytes": snap_bytes, "orphans": orphans},
-        "problems": [{"file": p.path, "offset": p.offset, "reason": p.reason, "torn_tail": p.torn}
-                     for p in walk.problems],
-    }
-    return out, [str(p) for p in walk.problems if not p.torn]
+    return rep
 
 
 @dataclass

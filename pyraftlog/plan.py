@@ -130,6 +130,8 @@ def plan_batch(index: GroupIndex, wb: "B.WriteBatch", next_lsn: Callable[[], int
             d = drafts[g] = Draft(index.get(g))
         if kind == B.APPEND:
             _plan_append(plan, d, g, op[2])
+        elif kind == B.APPEND_MANY:
+            _plan_append_many(plan, d, g, op[2], op[3], op[4], op[5])
         elif kind == B.HARD_STATE:
             hs = op[2]
             rec = plan.add(R.HARD_STATE, g, hs.commit, hs.term, R.encode_hard_state(hs))
@@ -176,39 +178,43 @@ def _plan_append(plan: Plan, d: Draft, g: int, entries: List[Any]) -> None:
         if not entries:
             return
     start = entries[0].index
+    if len(entries) == 1:  # the Ready-loop case: one new entry per group
+        e = entries[0]
+        _plan_entries(plan, d, g, start, [e.term], [e.data], [e.type])
+    else:
+        _plan_entries(plan, d, g, start, [e.term for e in entries], [e.data for e in entries],
+                      [e.type for e in entries])
+
+
+def _plan_append_many(plan: Plan, d: Draft, g: int, start: int, terms: List[int],
+                      datas: List[bytes], types: List[int]) -> None:
+    if start <= d.base_index:
+        skip = d.base_index + 1 - start
+        terms, datas, types, start = terms[skip:], datas[skip:], types[skip:], start + skip
+        if not terms:
+            return
+    _plan_entries(plan, d, g, start, terms, datas, types)
+
+
+def _plan_entries(plan: Plan, d: Draft, g: int, start: int, terms: List[int],
+                  datas: List[bytes], types: List[int]) -> None:
+    """Records for entries start.. of group g (none at or below the base)."""
     if start > d.last + 1:
         raise ValueError(f"group {g}: entries start at {start}, leaving a gap after the last "
                          f"index {d.last}")
+    n = len(terms)
+    lens = [len(x) for x in datas]
+    if max(lens) > U32_MAX:
+        raise ValueError("an entry must be smaller than 4 GiB")
     lo = len(plan.types)
-    n = len(entries)
-    if n == 1:  # the Ready-loop case: one new entry per group
-        e = entries[0]
-        ln = len(e.data)
-        if ln > U32_MAX:
-            raise ValueError("an entry must be smaller than 4 GiB")
-        plan.types.append(R.ENTRY)
-        plan.auxs.append(e.type)
-        plan.groups.append(g)
-        plan.indexes.append(start)
-        plan.terms.append(e.term)
-        plan.lens.append(ln)
-        plan.payloads.append(e.data)
-        plan.size += R.RECORD_HEADER_SIZE + ((ln + 7) & ~7)
-        terms = [e.term]
-    else:
-        terms = [e.term for e in entries]
-        datas = [e.data for e in entries]
-        lens = [len(x) for x in datas]
-        if max(lens) > U32_MAX:
-            raise ValueError("an entry must be smaller than 4 GiB")
-        plan.types.extend([R.ENTRY] * n)
-        plan.auxs.extend([e.type for e in entries])
-        plan.groups.extend([g] * n)
-        plan.indexes.extend(range(start, start + n))
-        plan.terms.extend(terms)
-        plan.lens.extend(lens)
-        plan.payloads.extend(datas)
-        plan.size += R.RECORD_HEADER_SIZE * n + sum((x + 7) & ~7 for x in lens)
+    plan.types.extend([R.ENTRY] * n)
+    plan.auxs.extend(types)
+    plan.groups.extend([g] * n)
+    plan.indexes.extend(range(start, start + n))
+    plan.terms.extend(terms)
+    plan.lens.extend(lens)
+    plan.payloads.extend(datas)
+    plan.size += R.RECORD_HEADER_SIZE * n + sum((x + 7) & ~7 for x in lens)
     plan.ops.append((B.APPEND, g, start, terms, lo, lo + n))
     d.append(start, terms)
 

@@ -1,6 +1,7 @@
 """The immutable data types of the API (API.md, "Data types")."""
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple, Tuple
 
 U64_MAX = (1 << 64) - 1
@@ -52,14 +53,26 @@ EMPTY_SNAPSHOT = Snapshot(SnapshotMeta(0, 0))
 
 
 def check_u64(value: object, what: str) -> int:
-    """`value` as a u64, or TypeError/ValueError naming `what`."""
+    """`value` as a u64, or TypeError/ValueError naming `what`.  Any integer
+    type (numpy's too) is accepted; bool is not."""
     if type(value) is not int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-        value = int(value)
-    if value < 0 or value > U64_MAX:
+        value = operator.index(value)  # type: ignore[call-overload]
+    if value < 0 or value > U64_MAX:  # type: ignore[operator]
         raise ValueError(f"{what} must be in [0, 2**64-1], got {value}")
-    return value
+    return value  # type: ignore[return-value]
+
+
+def check_entry_type(value: object) -> int:
+    """An entry type: an int in [0, 255]."""
+    if type(value) is not int:
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise TypeError(f"entry type must be an int, not {type(value).__name__}")
+        value = operator.index(value)  # type: ignore[call-overload]
+    if not 0 <= value <= 255:  # type: ignore[operator]
+        raise ValueError(f"entry type must be in [0, 255], got {value}")
+    return value  # type: ignore[return-value]
 
 
 def check_bytes(value: object, what: str) -> bytes:
@@ -96,13 +109,7 @@ def _check_entry_fields(e: object) -> Entry:
     index = check_u64(e.index, "entry index")  # type: ignore[attr-defined]
     term = check_u64(e.term, "entry term")  # type: ignore[attr-defined]
     data = check_bytes(e.data, "entry data")  # type: ignore[attr-defined]
-    etype = e.type  # type: ignore[attr-defined]
-    if type(etype) is not int:
-        if isinstance(etype, bool) or not isinstance(etype, int):
-            raise TypeError(f"entry type must be an int, not {type(etype).__name__}")
-        etype = int(etype)
-    if not 0 <= etype <= 255:
-        raise ValueError(f"entry type must be in [0, 255], got {etype}")
+    etype = check_entry_type(e.type)  # type: ignore[attr-defined]
     if type(e) is Entry and data is e.data and etype is e.type:  # type: ignore[attr-defined]
         return e
     return Entry(index, term, data, etype)
