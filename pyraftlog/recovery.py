@@ -89,7 +89,7 @@ class Scanner:
     """Reusable output arrays for prl_scan_batches and the decoding of what it
     returns into replay Ops."""
 
-    def __init__(self, max_batches: int = 4096, max_records: int = 1 << 16):
+    def __init__(self, max_batches: int = 1 << 16, max_records: int = 1 << 20):
         self.max_batches = max_batches
         self._alloc(max_records)
         self.b_lsn = np.zeros(max_batches, np.uint64)
