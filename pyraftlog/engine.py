@@ -9,8 +9,10 @@ durability never holds `_lock`."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
+import time
 import weakref
 from array import array
 from collections import deque
@@ -39,6 +41,7 @@ _PAGE = os.sysconf("SC_PAGESIZE")
 _EMPTY_HS = HardState()
 _EMPTY_CS = ConfState()
 
+log = logging.getLogger("pyraftlog")
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
@@ -114,8 +117,14 @@ class Engine:
             self._core = Core(self._h)
             self._index = GroupIndex()
             self._snapshots = SnapshotStore(self.path, crc32c)
+            t0 = time.monotonic()
             self._recovery = Recovery(self.path, self._h, recovery_mode, self._index,
                                       writable=True, progress=progress).run()
+            rec = self._recovery
+            log.info("%s: recovered %d batches (%d bytes, %d groups) from %d segments in "
+                     "%.3f s; %d torn tail bytes cut", self.path, rec.recovered_batches,
+                     rec.recovered_bytes, len(self._index.groups), rec.segments,
+                     time.monotonic() - t0, rec.dropped_tail_bytes)
             retain_live(self._h, self._index)
             for fid in list_free(self.path):
                 check(lib.prl_log_adopt_free(self._h, fid), "adopt free segment")

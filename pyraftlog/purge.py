@@ -133,6 +133,9 @@ class Purger:
                 force = False
                 if max_bytes is not None and done >= max_bytes:
                     break
+            if done:
+                log.warning("pyraftlog: purge rewrote %d bytes of lagging groups at the head of "
+                            "the log so their oldest segments can be recycled", done)
             return done
 
     def _rewrite_pinners(self, seq: int, budget: Optional[int]) -> int:
