@@ -69,6 +69,9 @@ struct prl_log {
 };
 
 uint64_t prl_now_ns(void);
+/* table.c: segs[seq - seg_base]; mu held */
+prl_segment *prl_table_lookup_locked(prl_log *log, uint64_t seq);
+int prl_table_insert_locked(prl_log *log, prl_segment *seg);
 /* ring.c */
 void *prl_preparer_main(void *log);
 /* A prepared segment for `seq` whose first batch carries `lsn`, or NULL when

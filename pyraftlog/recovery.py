@@ -255,11 +255,21 @@ class Recovery:
         return res
 
     def _unfinished(self, seq: int, base: object, size: int, reason: int) -> bool:
-        """A newest segment whose header was never written and that holds no
-        batch of its own.  strict accepts only a header that is all zero or
-        a recycled file's old one; the tolerant modes any invalid header."""
-        if not reason or (size and probe(base, size, seq, R.SEGMENT_HEADER_SIZE, 0)):
+        """A newest segment whose header never became durable and in which no
+        batch was acknowledged.  The header is synced with the first batches
+        (one fdatasync covers the file), so if any batch in the segment had
+        been acknowledged, a later one's watermark says so.  strict accepts
+        only a segment without batches whose header is all zero or a recycled
+        file's old one; the tolerant modes any invalid header."""
+        if not reason:
             return False
+        found = self._following(base, size, seq, R.SEGMENT_HEADER_SIZE, 0) if size else []
+        if found:
+            first = min(f.lsn for f in found)
+            if self.mode == STRICT or any(f.watermark >= first for f in found):
+                return False
+            self.result.dropped_tail_bytes += sum(f.length for f in found)
+            return True
         return (self.mode != STRICT or _zero_header(base, size) or
                 reason == lib.PRL_R_SEQ_MISMATCH)
 
