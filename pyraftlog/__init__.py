@@ -8,9 +8,18 @@
 See README.md and API.md for the whole contract."""
 from ._version import __version__
 from .batch import WriteBatch
-from .engine import Engine, GroupView, open
-from .errors import (ClosedError, CompactedError, CorruptionError, LockedError, PoisonedError,
-                     RaftLogError, SnapshotOutOfDateError, UnavailableError)
+from .engine import Engine, open
+from .errors import (
+                     ClosedError,
+                     CompactedError,
+                     CorruptionError,
+                     LockedError,
+                     PoisonedError,
+                     RaftLogError,
+                     SnapshotOutOfDateError,
+                     UnavailableError,
+)
+from .group_view import GroupView
 from .ticket import Ticket
 from .types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
-from .types import (U64_MAX, HardState, Snapshot, check_bytes, check_entry, check_entry_type,
-                    check_hard_state, check_snapshot, check_u64)
+from .types import (
+    U64_MAX,
+    HardState,
+    Snapshot,
+    check_bytes,
+    check_entry,
+    check_entry_type,
+    check_hard_state,
+    check_snapshot,
+    check_u64,
+)
 
 # operation codes (internal)
 APPEND, HARD_STATE, SNAPSHOT, COMPACT, TRUNCATE, PUT, DELETE, REMOVE, APPEND_MANY = range(9)

@@ -8,7 +8,6 @@ batches (API.md: "concurrent batches are serialised").  Waiting for
 durability never holds `_lock`."""
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -23,20 +22,25 @@ import numpy as np
 from . import record as R
 from ._native import check, ffi, lib
 from .batch import WriteBatch
-from .errors import (ClosedError, CompactedError, LockedError, PoisonedError, RaftLogError,
-                     UnavailableError)
+from .errors import (
+    ClosedError,
+    CompactedError,
+    PoisonedError,
+    RaftLogError,
+    UnavailableError,
+)
 from .group_index import GroupIndex, GroupState
+from .group_view import GroupView
+from .lockfile import lock_directory
 from .plan import Plan, apply_ops, plan_batch
 from .purge import Purger
 from .recovery import MODES, Recovery, list_free, retain_live
 from .snapshot_store import SnapshotStore
 from .ticket import Core, Ticket
-from .types import (EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, check_bytes,
-                    check_u64)
+from .types import EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, check_bytes, check_u64
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_PURGE_THRESHOLD = 8 << 30
-LOCK_FILE = "LOCK"
 _PAGE = os.sysconf("SC_PAGESIZE")
 _EMPTY_HS = HardState()
 _EMPTY_CS = ConfState()
@@ -105,7 +109,7 @@ class Engine:
         self.sync_enabled = sync
 
         os.makedirs(self.path, exist_ok=True)
-        self._lockfd = _lock_directory(self.path)
+        self._lockfd = lock_directory(self.path)
         try:
             opts = ffi.new("prl_log_options *", {
                 "segment_size": seg, "sync": int(sync),
@@ -328,7 +332,8 @@ class Engine:
             st = self._state(group)
             base, last = (st.base_index, st.last_index) if st else (0, 0)
             if i < base:
-                raise CompactedError(f"group {group}: index {i} is compacted (first index {base + 1})")
+                raise CompactedError(f"group {group}: index {i} is compacted "
+                                     f"(first index {base + 1})")
             if i > last:
                 raise UnavailableError(f"group {group}: index {i} is above the last index {last}")
             return st.term(i) if st else 0
@@ -341,17 +346,25 @@ class Engine:
         if max_size is not None:
             max_size = check_u64(max_size, "max_size")
         with self._lock:
-            st = self._state(group)
-            base, last = (st.base_index, st.last_index) if st else (0, 0)
-            if lo > hi:
-                raise ValueError(f"lo {lo} > hi {hi}")
-            if lo <= base:
-                raise CompactedError(f"group {group}: index {lo} is compacted (first index {base + 1})")
-            if hi > last + 1:
-                raise UnavailableError(f"group {group}: index {hi - 1} is above the last index {last}")
+            st = self._range_locked(group, lo, hi)
             if lo == hi or st is None:
                 return []
             return self._read_entries_locked(st, lo, hi, max_size)
+
+    def _range_locked(self, group: int, lo: int, hi: int) -> Optional[GroupState]:
+        """The group, once [lo, hi) is a valid range of it (API.md's order of
+        checks: lo > hi, then compacted, then unavailable)."""
+        st = self._state(group)
+        base, last = (st.base_index, st.last_index) if st else (0, 0)
+        if lo > hi:
+            raise ValueError(f"lo {lo} > hi {hi}")
+        if lo <= base:
+            raise CompactedError(f"group {group}: index {lo} is compacted "
+                                 f"(first index {base + 1})")
+        if hi > last + 1:
+            raise UnavailableError(f"group {group}: index {hi - 1} is above the last "
+                                   f"index {last}")
+        return st
 
     def _read_entries_locked(self, st: GroupState, lo: int, hi: int,
                              max_size: Optional[int] = None) -> List[Entry]:
@@ -394,14 +407,7 @@ class Engine:
         lo = check_u64(lo, "lo")
         hi = check_u64(hi, "hi")
         with self._lock:
-            st = self._state(group)
-            base, last = (st.base_index, st.last_index) if st else (0, 0)
-            if lo > hi:
-                raise ValueError(f"lo {lo} > hi {hi}")
-            if lo <= base:
-                raise CompactedError(f"group {group}: index {lo} is compacted (first index {base + 1})")
-            if hi > last + 1:
-                raise UnavailableError(f"group {group}: index {hi - 1} is above the last index {last}")
+            st = self._range_locked(group, lo, hi)
             if lo == hi or st is None:
                 return np.zeros(0, np.uint64)
             starts = np.frombuffer(st.run_starts, np.uint64).copy()
@@ -504,55 +510,6 @@ def _percentile(hist: Dict[int, int], q: float) -> Optional[int]:
         if acc >= q * total:
             return lower * 2
     return None  # pragma: no cover
-
-
-class GroupView:
-    """One group's reads without the group argument: what a Raft library's
-    storage adapter wraps."""
-
-    __slots__ = ("engine", "id")
-
-    def __init__(self, engine: Engine, group: int):
-        self.engine = engine
-        self.id = group
-
-    def __repr__(self) -> str:
-        return f"<GroupView {self.id} of {self.engine!r}>"
-
-    def entries(self, lo: int, hi: int, max_size: Optional[int] = None) -> List[Entry]:
-        return self.engine.entries(self.id, lo, hi, max_size)
-
-    def term(self, index: int) -> int:
-        return self.engine.term(self.id, index)
-
-    def first_index(self) -> int:
-        return self.engine.first_index(self.id)
-
-    def last_index(self) -> int:
-        return self.engine.last_index(self.id)
-
-    def initial_state(self) -> Tuple[HardState, ConfState]:
-        return self.engine.initial_state(self.id)
-
-    def snapshot(self) -> Snapshot:
-        return self.engine.snapshot(self.id)
-
-    def get(self, key: bytes) -> Optional[bytes]:
-        return self.engine.get(self.id, key)
-
-
-def _lock_directory(path: str) -> int:
-    """An advisory lock on `path`/LOCK; LockedError if another Engine holds it.
-
-    flock locks belong to the open file description, so a second open in the
-    same process conflicts too (POSIX fcntl locks would not)."""
-    fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise LockedError(f"{path} is locked by another pyraftlog Engine") from None
-    return fd
 
 
 def open(path: "os.PathLike[str] | str", **options: Any) -> Engine:  # noqa: A001

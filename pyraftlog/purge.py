@@ -115,7 +115,8 @@ class Purger:
             self.runs += 1
             done = 0
             tried = set()
-            while not self._stop and (force or self.engine._disk_bytes() > self.engine.purge_threshold):
+            eng = self.engine
+            while not self._stop and (force or eng._disk_bytes() > eng.purge_threshold):
                 seq = self.engine._oldest_live_seq()
                 active = self.engine._active_seq()
                 if seq is None or seq in tried or seq >= active:

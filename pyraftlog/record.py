@@ -26,7 +26,8 @@ KV_PUT = 6
 KV_DELETE = 7
 REMOVE_GROUP = 8
 NAMES = {ENTRY: "entry", HARD_STATE: "hard_state", SNAPSHOT: "snapshot", COMPACT: "compact",
-         TRUNCATE: "truncate", KV_PUT: "kv_put", KV_DELETE: "kv_delete", REMOVE_GROUP: "remove_group"}
+         TRUNCATE: "truncate", KV_PUT: "kv_put", KV_DELETE: "kv_delete",
+         REMOVE_GROUP: "remove_group"}
 
 SEGMENT_HEADER = struct.Struct("<8sIIQQQ20sI")
 BATCH_HEADER = struct.Struct("<IIQQII")

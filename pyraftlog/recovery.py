@@ -228,7 +228,8 @@ class Recovery:
             check(lib.prl_log_attach(self.h, seq), f"open {self._name(seq)}")
             base, size = self._mapping(seq)
             first = ffi.new("uint64_t *")
-            heads.append((seq, base, size, lib.prl_scan_header(base, size, seq, first), int(first[0])))
+            reason = lib.prl_scan_header(base, size, seq, first)
+            heads.append((seq, base, size, reason, int(first[0])))
         if heads and self._unfinished(*heads[-1][:4]):
             # created or recycled but never written (its header, or the
             # previous life's, is all it holds): nothing in it was acknowledged

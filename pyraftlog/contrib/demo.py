@@ -586,14 +586,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pyraftlog.contrib.demo",
                                 description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--nodes", type=int, default=3)
-    p.add_argument("--groups", type=int, default=50, help="PySyncObj groups per process (default 50)")
+    p.add_argument("--groups", type=int, default=50,
+                   help="PySyncObj groups per process (default 50)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
     p.add_argument("--kill-at", type=float, default=10.0,
                    help="seconds into the load to SIGKILL a node (default 10)")
     p.add_argument("--window", type=int, default=4, help="commands in flight per group per node")
     p.add_argument("--timeout", type=float, default=60.0, help="bound of each catch-up wait (s)")
     p.add_argument("--raft-timeout", type=float, default=0.6, help="PySyncObj raftMinTimeout (s)")
-    p.add_argument("--dir", help="work directory (default: a new temporary one, removed afterwards)")
+    p.add_argument("--dir",
+                   help="work directory (default: a new temporary one, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--no-sync", action="store_true", help="open engines with sync=False")
     p.add_argument("--segment-mib", type=float, default=16,

@@ -710,7 +710,8 @@ def install(engine: pyraftlog.Engine, group_id: GroupIdFunc | None = None,
         if not getattr(current, "_pyraftlog_hook", False):
             _ORIG["sendNextNodeIdx"] = current
             cls._SyncObj__sendNextNodeIdx = _send_next_node_idx
-        if durable_dumps and os.name == "posix" and pserializer.atomicReplace is not durable_replace:
+        if (durable_dumps and os.name == "posix"
+                and pserializer.atomicReplace is not durable_replace):
             _ORIG.setdefault("atomicReplace", pserializer.atomicReplace)
             pserializer.atomicReplace = durable_replace
         psyncobj.createJournal = _create_journal
