@@ -28,7 +28,7 @@ class Draft:
     read, never changed."""
 
     __slots__ = ("st", "base_index", "base_term", "last", "limit", "new_start", "new_terms",
-                 "empty")
+                 "snap_index")
 
     def __init__(self, st: Optional[GroupState]) -> None:
         self.st = st
@@ -37,12 +37,17 @@ class Draft:
         if st is None:
             self.base_index = self.base_term = self.last = 0
             self.limit = 0
-            self.empty = True
+            self.snap_index = 0
         else:
             self.base_index, self.base_term = st.base_index, st.base_term
             self.last = st.last_index
             self.limit = self.last + 1  # committed entries below this are still there
-            self.empty = st.snap_meta.index == 0 and st.base_index == 0 and not st.positions
+            self.snap_index = st.snap_meta.index
+
+    @property
+    def empty(self) -> bool:
+        """No entries and no snapshot: where a bootstrap snapshot may go."""
+        return self.base_index == 0 and self.last == 0 and self.snap_index == 0
 
     def term(self, i: int) -> int:
         if i == self.base_index:
@@ -67,13 +72,13 @@ class Draft:
             self.new_start = start
         self.new_terms.extend(terms)
         self.last = start + len(terms) - 1
-        self.empty = False
 
-    def reset(self, base_index: int, base_term: int, empty: bool) -> None:
+    def reset(self, base_index: int, base_term: int) -> None:
+        """After a snapshot at base_index: no entries."""
         self.base_index, self.base_term, self.last = base_index, base_term, base_index
+        self.snap_index = base_index
         self.new_terms = []
         self.limit = 0
-        self.empty = empty
 
 
 class Plan:
@@ -238,7 +243,7 @@ def _plan_snapshot(plan: Plan, d: Draft, g: int, snap: Snapshot, next_lsn: Calla
     payload = R.encode_snapshot(meta.conf_state, size, file_id, crc)
     rec = plan.add(R.SNAPSHOT, g, meta.index, meta.term, payload)
     plan.ops.append((B.SNAPSHOT, g, meta, ref, rec))
-    d.reset(meta.index, meta.term, empty=meta.index == 0)
+    d.reset(meta.index, meta.term)
 
 
 def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array,
