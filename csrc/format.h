@@ -17,7 +17,10 @@
  *   | ...                |
  *   +--------------------+  first batch header that is all zero, or whose seq
  *   | zeros or leftovers |  is not this segment's (a recycled file's previous
- *   +--------------------+  life): the end of the segment's log
+ *   +--------------------+  life): the end of the segment's log.  The writer
+ *                           zeroes the header slot after every batch it writes,
+ *                           so after a clean stop the end is always a zero
+ *                           header, whatever bytes lie further on.
  *
  * Segment header (64 bytes):
  *   0  u8[8] magic        "PRLSEG01"

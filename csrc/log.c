@@ -81,6 +81,7 @@ int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offs
         if (!rc) {
             seg->used = resume_offset;
             seg->last_lsn = lsn - 1;
+            prl_mark_end(seg, resume_offset);
         }
         seg = NULL; /* owned by the table either way */
     } else {
@@ -100,6 +101,15 @@ int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offs
     pthread_mutex_unlock(&log->mu);
     if (seg) prl_segment_close(seg);
     return rc;
+}
+
+/* Zeroes the batch header slot at `end`: the log's end is explicit.  The
+ * bytes there may be a recycled file's previous life or the records of a torn
+ * write that recovery cut, and a record's index or term can equal this
+ * segment's seq where a batch header keeps it; a zero header never can. */
+void prl_mark_end(prl_segment *seg, uint64_t end) {
+    if (end <= seg->size && seg->size - end >= PRL_BATCH_HEADER_SIZE)
+        memset(seg->base + end, 0, PRL_BATCH_HEADER_SIZE);
 }
 
 /* Opens the next segment.  write_mu held.  The new segment is written only
@@ -198,6 +208,7 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
     memcpy(dst, &h, sizeof h);
     h.crc = prl_crc32c(prl_batch_seed(seg->seq), dst + 4, total - 4);
     memcpy(dst, &h.crc, sizeof h.crc);
+    prl_mark_end(seg, start + total);
 
     /* Publish: the flusher may now sync this batch. */
     pthread_mutex_lock(&log->mu);

@@ -39,6 +39,8 @@ void prl_segment_write_header(prl_segment *seg, uint64_t seq, uint64_t first_lsn
     h.segment_size = seg->size;
     h.crc = prl_crc32c(0, &h, offsetof(struct prl_segment_header, crc));
     memcpy(seg->base, &h, sizeof h);
+    /* a recycled file: its first batch slot must not look like a batch */
+    memset(seg->base + PRL_SEGMENT_HEADER_SIZE, 0, PRL_BATCH_HEADER_SIZE);
     seg->seq = seq;
     seg->used = PRL_SEGMENT_HEADER_SIZE;
     seg->live = 0;

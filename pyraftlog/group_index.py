@@ -23,6 +23,7 @@ import numpy as np
 from .types import HardState, SnapshotMeta
 
 SnapRef = Tuple[int, int, int]  # (data_size, file_id, data_crc)
+GUESSED = -1  # base_pos of a base that replay inferred (see _replay_prepare)
 _EMPTY_HS = HardState()
 _EMPTY_META = SnapshotMeta(0, 0)
 
@@ -76,7 +77,7 @@ class GroupState:
 
     def pins(self) -> List[int]:
         """Positions of the records other than entries this group still needs."""
-        out = [p for p in {self.hs_pos, self.snap_pos, self.base_pos} if p is not None]
+        out = [p for p in {self.hs_pos, self.snap_pos, self.base_pos} if p not in (None, GUESSED)]
         if self.kv:
             out.extend(p for _, p in self.kv.values())
         return out
@@ -109,18 +110,11 @@ class GroupState:
                     rterms.append(t)
                     last = t
             return
-        if start <= self.base_index:  # replay of entries at or below the compaction point
-            skip = self.base_index + 1 - start
-            terms, positions, start = terms[skip:], positions[skip:], self.base_index + 1
-            if not terms:
+        skip = self._replay_prepare(start, release)
+        if skip:
+            terms, positions, start = terms[skip:], positions[skip:], start + skip
+            if not len(terms):
                 return
-        if start > self.last_index + 1:
-            # Replay only (writes are checked by plan.py): the records this
-            # group's entries followed were in segments since recycled.  The
-            # entries start here; a later compact or snapshot record in the
-            # log (live, so replayed) restores the base term.
-            self.truncate_from(self.base_index + 1, release)
-            self.base_index, self.base_term = start - 1, 0
         self.truncate_from(start, release)
         self.positions.extend(positions)
         starts, rterms = self.run_starts, self.run_terms
@@ -135,14 +129,11 @@ class GroupState:
                     release: array) -> None:
         """`append` for replay: terms and positions as numpy arrays, term
         runs found with numpy instead of a Python loop."""
-        if start <= self.base_index:
-            skip = self.base_index + 1 - start
-            terms, positions, start = terms[skip:], positions[skip:], self.base_index + 1
+        skip = self._replay_prepare(start, release)
+        if skip:
+            terms, positions, start = terms[skip:], positions[skip:], start + skip
             if not len(terms):
                 return
-        if start > self.last_index + 1:  # see append: predecessors were recycled
-            self.truncate_from(self.base_index + 1, release)
-            self.base_index, self.base_term = start - 1, 0
         self.truncate_from(start, release)
         kept = len(self.positions) > 0
         self.positions.frombytes(positions.astype(np.uint64, copy=False).tobytes())
@@ -154,8 +145,44 @@ class GroupState:
             self.run_starts.frombytes((change.astype(np.uint64) + np.uint64(start)).tobytes())
             self.run_terms.frombytes(terms[change].astype(np.uint64, copy=False).tobytes())
 
+    # -- replay of a log whose oldest segments were recycled -----------------
+    #
+    # Replay then starts in the middle of a group's history: the records its
+    # first entries followed may be gone, and dead records (superseded later)
+    # come back for a while.  When entries arrive with nothing before them,
+    # the base (compaction point) is guessed (base_pos = GUESSED, term 0).  A
+    # guessed base gives way: entries, truncations and compactions below it
+    # move it down (they were valid when written, so the guess was too high),
+    # and the compact or snapshot record that really set the base names it.
+    # The live records always rebuild the final state: the newest base record
+    # is live, and so is every entry above it (docs/ARCHITECTURE.md).
+
+    def _replay_prepare(self, start: int, release: array) -> int:
+        """Before entries start.. are applied: how many leading ones to skip
+        (at or below a known base), after moving a guessed base if needed."""
+        if start <= self.base_index:
+            if self.base_pos != GUESSED:
+                return self.base_index + 1 - start
+            self._guess_base(start - 1, release)
+        elif start > self.last_index + 1:
+            self._guess_base(start - 1, release)
+        return 0
+
+    def _guess_base(self, index: int, release: array) -> None:
+        self.truncate_from(self.base_index + 1, release)
+        if self.base_pos not in (None, GUESSED, self.snap_pos):
+            release.append(self.base_pos)
+        self.base_index, self.base_term, self.base_pos = index, 0, GUESSED
+
+    def truncate(self, index: int, release: array) -> None:
+        """A TRUNCATE record: drop entries >= index."""
+        if index > self.base_index:
+            self.truncate_from(index, release)
+        elif self.base_pos == GUESSED:
+            self._guess_base(index - 1, release)
+
     def _set_base(self, index: int, term: int, pos: int, release: array) -> None:
-        if self.base_pos is not None and self.base_pos != self.snap_pos:
+        if self.base_pos not in (None, GUESSED, self.snap_pos):
             release.append(self.base_pos)
         self.base_index, self.base_term, self.base_pos = index, term, pos
         j = bisect_right(self.run_starts, index + 1) - 1
@@ -168,11 +195,14 @@ class GroupState:
         rewritten group states its base first); then the group is empty there.
         Replay may also find the base already at `index` without a record
         (entries whose predecessors were recycled): this record names it."""
-        if index < self.base_index or (index == self.base_index and self.base_pos is not None):
-            release.append(pos)
+        if self.base_pos == GUESSED and index <= self.base_index:
+            if index == self.base_index:  # the record that really set the guessed base
+                self.base_term, self.base_pos = term, pos
+            else:  # superseded since: the entries it dropped are gone already
+                release.append(pos)
             return
-        if index == self.base_index:  # replay: the record naming the base after a gap
-            self.base_term, self.base_pos = term, pos
+        if index <= self.base_index:
+            release.append(pos)
             return
         drop = min(index - self.base_index, len(self.positions))
         release.extend(self.positions[:drop])
@@ -185,7 +215,7 @@ class GroupState:
         del self.positions[:]
         del self.run_starts[:]
         del self.run_terms[:]
-        release.extend({p for p in (self.snap_pos, self.base_pos) if p is not None})
+        release.extend({p for p in (self.snap_pos, self.base_pos) if p not in (None, GUESSED)})
         old = self.snap_ref
         self.snap_meta, self.snap_ref, self.snap_pos = meta, ref, pos
         self.base_index, self.base_term, self.base_pos = meta.index, meta.term, pos

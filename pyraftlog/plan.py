@@ -266,8 +266,8 @@ def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array,
             index.get_or_create(g).compact(op[2], op[3], positions[op[4]], release)
         elif kind == B.TRUNCATE:
             st = index.get(g)
-            if st is not None and op[2] > st.base_index:
-                st.truncate_from(op[2], release)
+            if st is not None:
+                st.truncate(op[2], release)
             release.append(positions[op[3]])
         elif kind == B.PUT:
             index.get_or_create(g).put(op[2], op[3], positions[op[4]], release)
