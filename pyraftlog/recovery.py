@@ -243,6 +243,11 @@ class Recovery:
         expect: Optional[int] = None
         for k, (seq, base, size, reason, first_lsn) in enumerate(heads):
             newest = k == len(heads) - 1
+            if not newest and heads[k + 1][3] and self.mode != TOLERATE_ANY:
+                # the next segment's header is damaged: that is the problem to
+                # report, not wherever this segment's batches end
+                nseq, nreason = heads[k + 1][0], heads[k + 1][3]
+                raise self._corrupt(nseq, 0, REASONS.get(nreason, "bad segment header"))
             next_first = heads[k + 1][4] if not newest and heads[k + 1][3] == 0 else None
             lsn = self._segment(seq, base, size, reason, first_lsn, expect, newest, next_first)
             if lsn is not None:

@@ -43,11 +43,6 @@ ALL = frozenset(range(1, N + 1))
 RAISE = "raise"
 MODES = ("strict", "tolerate_tail", "tolerate_any")
 
-BUG_BLAME_PREDECESSOR = (
-    "engine bug: when a segment's header is unreadable (damaged, zeroed, too short, another "
-    "seq), strict/tolerate_tail raise at the END OF THE PREVIOUS segment with 'segment ends "
-    "early; batches from N are missing' (batches that are all there) instead of naming the "
-    "damaged file, offset 0 and the header's reason")
 BUG_ANY_UNDECODABLE = (
     "engine bug: tolerate_any raises CorruptionError ('bad kv_put payload', 'bad snapshot "
     "payload', 'bad hard_state payload') for a checksum-valid batch whose record payload "
@@ -292,7 +287,6 @@ def _forged_middle_seq(log):
     return log.middle.path, "names another sequence number"
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_BLAME_PREDECESSOR)
 @pytest.mark.parametrize("damage", [_bad_middle_header, _bad_newest_header, _short_middle,
                                     _forged_middle_seq], ids=lambda f: f.__name__.strip("_"))
 def test_header_damage_is_reported_at_the_damaged_segment(log, damage):
