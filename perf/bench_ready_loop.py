@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import struct
 import sys
 import time
@@ -113,7 +112,6 @@ class RawSyncSide(Side):
     def __init__(self, workdir, nbytes):
         self.workdir, self.nbytes = workdir, nbytes
         self.buf = encoded_records(PER_WRITE, nbytes, payload())
-        self.syncs = 0
 
     def setup(self):
         self.file = RawFile(os.path.join(self.workdir, "raw.wal"))
@@ -121,19 +119,21 @@ class RawSyncSide(Side):
     def run(self, seconds, rec):
         fd, buf, f = self.file.fd, self.buf, self.file
         pwrite, fdatasync, clock = os.pwrite, os.fdatasync, time.perf_counter
-        n, lat = len(buf), []
+        n, lat, in_sync = len(buf), [], 0.0
         now = clock()
         deadline = now + seconds
         while now < deadline:
             pwrite(fd, buf, f.offset(n))
+            mid = clock()
             fdatasync(fd)
             end = clock()
+            in_sync += end - mid
             lat.append(end - now)
             now = end
         ops = len(lat)
-        self.syncs += ops
         rec.add(ops, ops * PER_WRITE, ops * PER_WRITE * ENTRY_BYTES, lat)
         rec.syncs = rec.writes = ops
+        rec.sync_seconds = in_sync
 
     def close(self):
         self.file.close()
@@ -192,12 +192,10 @@ def _raw_from(ours, workdir, comp):
     return RawSyncSide(workdir, nbytes)
 
 
-def _finish(cfg, comp, ours, workdir):
+def _finish(comp, ours):
     if ours.max_disk_bytes:
         comp.notes.append(f"log disk_bytes peaked at {ours.max_disk_bytes / 2**20:.0f} MiB "
                           f"(every group compacted between runs)")
-    if not cfg.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
     return comp
 
 
@@ -216,7 +214,7 @@ def ready_loop(cfg):
         return comp
     harness.compare(cfg, comp, ours, lambda o: _raw_from(o, workdir, comp),
                     device=harness.block_device(workdir))
-    return _finish(cfg, comp, ours, workdir)
+    return _finish(comp, ours)
 
 
 @benchmark("ready_loop_pipelined",
@@ -249,7 +247,7 @@ def ready_loop_pipelined(cfg):
             side.label = "raw pwrite+fdatasync [no rocksdict]"
             return side
     harness.compare(cfg, comp, ours, make_ref, device=harness.block_device(workdir))
-    return _finish(cfg, comp, ours, workdir)
+    return _finish(comp, ours)
 
 
 if __name__ == "__main__":

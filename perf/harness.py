@@ -23,6 +23,7 @@ How a comparison is measured (:func:`compare`):
 * between runs each side gets an untimed ``maintain()`` (pyraftlog compacts
   every group so that the disk stays bounded).
 
+Printing and saving (tables, JSON, PNG) live in ``report.py``.
 Benchmarks register themselves with :func:`benchmark`; ``perf/run_all.py``
 imports every ``perf/bench_*.py`` and runs them all, and each bench script
 runs its own with :func:`main`.  Nothing here asserts on time: targets are
@@ -34,7 +35,6 @@ import argparse
 import dataclasses
 import datetime
 import faulthandler
-import json
 import math
 import os
 import platform
@@ -53,7 +53,11 @@ except ImportError:  # pragma: no cover - psutil is a dev dependency
 
 PERF_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(PERF_DIR)
-OUT_DIR = os.path.join(PERF_DIR, "out")
+if PERF_DIR not in sys.path:  # report.py is a sibling; make it importable however we were loaded
+    sys.path.insert(0, PERF_DIR)
+
+from report import (OUT_DIR, fmt_num, noise_line, print_comparison, save_json,  # noqa: E402
+                    save_plot, summary_table)
 
 # Budgets.  Full: ~15 s measured per side per workload (3 runs of 5 s);
 # with 4 workloads x 2 sides, warm-up and set-up that is ~2.5 minutes.
@@ -137,13 +141,23 @@ class Config:
     quick: bool = False
     keep: bool = False
     verbose: bool = True
+    workdirs: list = field(default_factory=list, repr=False)  # removed after each benchmark
 
     @property
     def run_seconds(self) -> float:
         return self.seconds / self.runs
 
     def workdir(self, name: str) -> str:
-        return tempfile.mkdtemp(prefix=f"pyraftlog-perf-{name}-", dir=self.base_dir)
+        """A fresh directory under ``base_dir``, removed when the benchmark ends (unless --keep)."""
+        path = tempfile.mkdtemp(prefix=f"pyraftlog-perf-{name}-", dir=self.base_dir)
+        self.workdirs.append(path)
+        return path
+
+    def cleanup(self) -> None:
+        while self.workdirs:
+            path = self.workdirs.pop()
+            if not self.keep:
+                shutil.rmtree(path, ignore_errors=True)
 
     def log(self, msg: str) -> None:
         if self.verbose:
@@ -207,6 +221,7 @@ class Recorder:
         self.latencies: list[float] = []  # seconds
         self.syncs: Optional[int] = None  # set by sides that count their own
         self.writes: Optional[int] = None
+        self.sync_seconds: Optional[float] = None  # time spent inside fdatasync, if timed
 
     def add(self, ops: int, entries: int, payload: int, latencies: Sequence[float] = ()):
         self.ops += ops
@@ -252,6 +267,7 @@ class RunResult:
     device_write: Optional[int]  # bytes written to the block device (everyone's)
     syncs: Optional[int]
     writes: Optional[int]
+    sync_seconds: Optional[float] = None  # time spent inside fdatasync
 
     @property
     def throughput(self) -> float:
@@ -414,6 +430,12 @@ class Result:
         return self._sum("entries") / syncs if syncs else None
 
     @property
+    def sync_ms(self):
+        """Mean duration of one fdatasync, when the side timed them."""
+        syncs, secs = self._counted("syncs"), self._counted("sync_seconds")
+        return secs / syncs * 1e3 if syncs and secs is not None else None
+
+    @property
     def writes_per_sync(self):
         syncs, writes = self._counted("syncs"), self._counted("writes")
         return writes / syncs if syncs and writes is not None else None
@@ -421,7 +443,7 @@ class Result:
     def to_dict(self) -> dict:
         keys = ["entries_per_s", "ops_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms",
                 "cpu_cores", "others_cores", "rss_mib", "write_amp", "device_write_amp",
-                "syncs_per_s", "entries_per_sync", "writes_per_sync"]
+                "syncs_per_s", "sync_ms", "entries_per_sync", "writes_per_sync"]
         d = {"label": self.label, "op": self.op_name, "seconds": self.seconds}
         d.update({k: getattr(self, k) for k in keys})
         d["cpu_user_us_per_op"] = self.per_op("cpu_user")
@@ -480,14 +502,16 @@ def _measure_run(side: Side, seconds: float, device: Optional[str]) -> tuple[Run
     with Meter(device) as m:
         side.run(seconds, rec)
     c1 = side.counters()
-    syncs, writes = rec.syncs, rec.writes
+    syncs, writes, sync_s = rec.syncs, rec.writes, rec.sync_seconds
     if c0 is not None and c1 is not None:
         syncs = c1.get("syncs", 0) - c0.get("syncs", 0)
         writes = c1.get("writes", 0) - c0.get("writes", 0)
+        if "sync_seconds" in c0 and "sync_seconds" in c1:
+            sync_s = c1["sync_seconds"] - c0["sync_seconds"]
     run = RunResult(
         seconds=m.elapsed, ops=rec.ops, entries=rec.entries, payload=rec.payload,
         cpu_user=m.user, cpu_sys=m.sys, others_cpu=m.others, rss=m.rss,
-        disk_write=m.disk, device_write=m.dev, syncs=syncs, writes=writes,
+        disk_write=m.disk, device_write=m.dev, syncs=syncs, writes=writes, sync_seconds=sync_s,
     )
     return run, rec.latencies
 
@@ -534,146 +558,15 @@ def compare(cfg: Config, comp: Comparison, ours: Side, make_ref, device: Optiona
                 comp.notes.append(f"close {side.label}: {e!r}")
 
 
-# --------------------------------------------------------------------------
-# Formatting
-# --------------------------------------------------------------------------
-
-def fmt_num(v, digits: int = 3) -> str:
-    """Human number: 1,234,567 / 12.3 / 0.123 / '-'."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, str):
-        return v
-    av = abs(v)
-    if av >= 1000:
-        return f"{v:,.0f}"
-    if av >= 100:
-        return f"{v:.1f}"
-    if av >= 1:
-        return f"{v:.2f}"
-    if av == 0:
-        return "0"
-    return f"{v:.{digits}f}" if av >= 0.001 else f"{v:.2e}"
-
-
-def fmt_ratio(v) -> str:
-    return "-" if v is None else f"{v:.2f}x"
-
-
-def fmt_rate(v, unit: str = "/s") -> str:
-    if v is None:
-        return "-"
-    for scale, suffix in ((1e6, "M"), (1e3, "k")):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{suffix}{unit}"
-    return f"{v:.3g}{unit}"
-
-
-def table(rows: Sequence[Sequence[str]], header: Sequence[str], right: Iterable[int] = ()) -> str:
-    """Aligned plain-text table; columns in ``right`` are right-aligned."""
-    right = set(right)
-    cols = list(zip(*([header] + [list(map(str, r)) for r in rows])))
-    widths = [max(len(c) for c in col) for col in cols]
-
-    def line(cells):
-        return "  ".join(
-            (c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), sep] + [line(list(map(str, r))) for r in rows])
-
-
-def _ratio(a, b):
-    if a is None or b is None or not b:
-        return None
-    return a / b
-
-
-def detail_table(comp: Comparison) -> str:
-    o, r = comp.ours, comp.ref
-    if o is None:
-        return ""
-    rows = []
-
-    def add(name, fo, fr, fmt=fmt_num, show_ratio=True):
-        vo, vr = fo(o), (fr(r) if r else None)
-        rows.append([name, fmt(vo), fmt(vr), fmt_ratio(_ratio(vo, vr)) if show_ratio else ""])
-
-    add("entries/s", lambda x: x.entries_per_s, lambda x: x.entries_per_s)
-    add(f"ops/s ({o.op_name}s / {r.op_name + 's' if r else '-'})", lambda x: x.ops_per_s, lambda x: x.ops_per_s)
-    add("latency p50 (ms)", lambda x: x.p50_ms, lambda x: x.p50_ms)
-    add("latency p99 (ms)", lambda x: x.p99_ms, lambda x: x.p99_ms)
-    add("latency p99.9 (ms)", lambda x: x.p999_ms, lambda x: x.p999_ms)
-    add("latency max (ms)", lambda x: x.max_ms, lambda x: x.max_ms)
-    add("CPU user (us/op)", lambda x: x.per_op("cpu_user"), lambda x: x.per_op("cpu_user"))
-    add("CPU sys (us/op)", lambda x: x.per_op("cpu_sys"), lambda x: x.per_op("cpu_sys"))
-    add("CPU busy (cores)", lambda x: x.cpu_cores, lambda x: x.cpu_cores)
-    add("RSS max (MiB)", lambda x: x.rss_mib, lambda x: x.rss_mib)
-    add("write amp. (process I/O)", lambda x: x.write_amp, lambda x: x.write_amp)
-    add("write amp. (device, shared)", lambda x: x.device_write_amp, lambda x: x.device_write_amp)
-    add("fdatasync/s", lambda x: x.syncs_per_s, lambda x: x.syncs_per_s)
-    add("entries per fdatasync", lambda x: x.entries_per_sync, lambda x: x.entries_per_sync)
-    add("writes per fdatasync", lambda x: x.writes_per_sync, lambda x: x.writes_per_sync)
-    add("others' CPU (cores, noise)", lambda x: x.others_cores, lambda x: x.others_cores, show_ratio=False)
-    spread = lambda x: " ".join(fmt_rate(run.throughput, "") for run in x.runs)  # noqa: E731
-    rows.append(["entries/s per run", spread(o), spread(r) if r else "-", ""])
-    header = ["metric", o.label, r.label if r else "reference", "ours/ref"]
-    return table(rows, header, right=(1, 2, 3))
-
-
 def io_notes(res: Result) -> list:
     """Warn when the process I/O counter and the device disagree a lot."""
     wa, dev = res.write_amp, res.device_write_amp
     if wa and dev and wa > 3 * dev and wa > 4:
-        return [f"{res.label}: process write_bytes ({wa:.1f}x payload) far above what the device "
-                f"wrote ({dev:.1f}x): the kernel charges a whole (large) page-cache folio each "
-                f"time any byte of it is dirtied; the device figure is closer to the truth"]
+        return [(f"{res.label}: process write_bytes ({wa:.1f}x payload) far above what the device "
+                 f"wrote ({dev:.1f}x): the kernel charges a whole (large) page-cache folio each "
+                 f"time any byte of it is dirtied; the device figure is closer to the truth")]
     return []
 
-
-def print_comparison(comp: Comparison) -> None:
-    print(f"\n== {comp.name}: {comp.title}")
-    if comp.skipped:
-        print(f"   skipped: {comp.skipped}")
-    if comp.error:
-        print(f"   ERROR: {comp.error}")
-    if comp.ours:
-        print(detail_table(comp))
-    for t, actual, met in comp.checks():
-        shown = fmt_ratio(actual) if t.metric == "ratio" else fmt_num(actual)
-        verdict = "n/a" if met is None else ("met" if met else "NOT met")
-        print(f"   target {t.describe():<14} actual {shown:<10} {verdict}")
-    for n in comp.notes:
-        print(f"   note: {n}")
-
-
-def summary_rows(comps: Sequence[Comparison]) -> list:
-    rows = []
-    for c in comps:
-        if c.skipped or c.error or not c.ours:
-            why = c.skipped and f"skipped: {c.skipped}" or f"ERROR: {c.error}"
-            rows.append([c.name, "-", "-", "-", ", ".join(t.describe() for t in c.targets), why[:60]])
-            continue
-        ours = f"{fmt_rate(c.ours.entries_per_s)} p99 {fmt_num(c.ours.p99_ms)} ms"
-        ref = (f"{fmt_rate(c.ref.entries_per_s)} p99 {fmt_num(c.ref.p99_ms)} ms ({c.ref.label})"
-               if c.ref else "-")
-        verdicts = []
-        for t, _actual, met in c.checks():
-            verdicts.append("n/a" if met is None else ("yes" if met else "NO"))
-        rows.append([c.name, ours, ref, fmt_ratio(c.ratio),
-                     ", ".join(t.describe() for t in c.targets) or "-", ", ".join(verdicts) or "-"])
-    return rows
-
-
-def summary_table(comps: Sequence[Comparison]) -> str:
-    return table(summary_rows(comps), ["workload", "ours", "reference", "ratio", "target", "met?"],
-                 right=(3,))
-
-
-# --------------------------------------------------------------------------
-# Output: JSON and optional plot
-# --------------------------------------------------------------------------
 
 def environment(cfg: Config) -> dict:
     env = {
@@ -685,7 +578,7 @@ def environment(cfg: Config) -> dict:
         "dir": cfg.base_dir,
         "fs_type": fs_type(cfg.base_dir),
         "device": block_device(cfg.base_dir),
-        "config": dataclasses.asdict(cfg),
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workdirs"},
     }
     try:
         import pyraftlog
@@ -695,56 +588,6 @@ def environment(cfg: Config) -> dict:
     except Exception as e:  # noqa: BLE001 - recorded, not fatal
         env["pyraftlog"] = f"not importable: {e!r}"
     return env
-
-
-def save_json(comps: Sequence[Comparison], cfg: Config, filename: str, env: dict) -> str:
-    os.makedirs(OUT_DIR, exist_ok=True)
-    env = dict(env)
-    env["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    path = os.path.join(OUT_DIR, filename)
-    with open(path, "w") as f:
-        json.dump({"environment": env, "benchmarks": [c.to_dict() for c in comps]}, f, indent=1,
-                  default=str)
-    return path
-
-
-def save_plot(comps: Sequence[Comparison], filename: str) -> Optional[str]:
-    """Bar chart of ratios vs targets and p99 latencies; silently None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:  # noqa: BLE001 - optional
-        return None
-    done = [c for c in comps if c.ours and c.ref]
-    if not done:
-        return None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    names = [c.name for c in done]
-    ratios = [c.ratio or 0 for c in done]
-    ax1.bar(names, ratios, color=["tab:green" if all(m is not False for _, _, m in c.checks())
-                                  else "tab:red" for c in done])
-    for i, c in enumerate(done):
-        for t in c.targets:
-            if t.metric == "ratio":
-                ax1.hlines(t.value, i - 0.4, i + 0.4, colors="black", linestyles="dashed")
-    ax1.set_ylabel("ours / reference (entries/s)")
-    ax1.set_title("throughput ratio (dashed: target)")
-    ax1.tick_params(axis="x", rotation=20)
-    x = range(len(done))
-    ax2.bar([i - 0.2 for i in x], [c.ours.p99_ms or 0 for c in done], width=0.4, label="pyraftlog")
-    ax2.bar([i + 0.2 for i in x], [c.ref.p99_ms or 0 for c in done], width=0.4, label="reference")
-    ax2.set_xticks(list(x), names, rotation=20)
-    ax2.set_yscale("log")
-    ax2.set_ylabel("p99 latency (ms)")
-    ax2.legend()
-    fig.tight_layout()
-    os.makedirs(OUT_DIR, exist_ok=True)
-    path = os.path.join(OUT_DIR, filename)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------
@@ -813,6 +656,7 @@ def run_benchmarks(cfg: Config, names: Sequence[str]) -> list:
                 traceback.print_exc()
         finally:
             faulthandler.cancel_dump_traceback_later()
+            cfg.cleanup()
         comp.targets = comp.targets or b.targets
         comp.params.setdefault("wall_seconds", round(time.perf_counter() - t0, 2))
         print_comparison(comp)
@@ -848,7 +692,10 @@ def main(names: Optional[Sequence[str]] = None, description: str = "", json_name
     env = environment(cfg)
     comps = run_benchmarks(cfg, names)
     print("\n" + summary_table(comps))
-    path = save_json(comps, cfg, args.json or json_name, env)
+    noise = noise_line(comps)
+    if noise:
+        print(noise)
+    path = save_json(comps, args.json or json_name, env)
     print(f"\nresults: {os.path.relpath(path)}")
     if not args.no_plot:
         png = save_plot(comps, os.path.splitext(os.path.basename(path))[0] + ".png")

@@ -131,7 +131,10 @@ class EngineSide(Side):
         s = self.stats()
         if "syncs" not in s or "writes" not in s:
             return None
-        return {"syncs": s["syncs"], "writes": s["writes"]}
+        out = {"syncs": s["syncs"], "writes": s["writes"]}
+        if "sync_seconds" in s:  # time the flusher spent in fdatasync
+            out["sync_seconds"] = s["sync_seconds"]
+        return out
 
     def bytes_per_write(self, entries_per_write: int) -> tuple[int, str]:
         """Log bytes one write took since ``setup`` (from stats), else an estimate."""

@@ -88,7 +88,7 @@ class GroupState:
 
     # -- changes -----------------------------------------------------------
 
-    def truncate_from(self, i: int, release: array) -> None:
+    def truncate_from(self, i: int, release: array[int]) -> None:
         """Drop entries >= i (i > base_index)."""
         keep = i - self.base_index - 1
         if keep < len(self.positions):
@@ -98,12 +98,13 @@ class GroupState:
         del self.run_starts[j:]
         del self.run_terms[j:]
 
-    def append(self, start: int, terms: Sequence[int], positions: array, release: array) -> None:
+    def append(self, start: int, terms: Sequence[int], positions: array[int],
+               release: array[int]) -> None:
         rterms = self.run_terms
         if start == self.base_index + len(self.positions) + 1 and self.positions:
             # the common case: new entries right after the last one
             self.positions.extend(positions)
-            last = rterms[-1]
+            last: Optional[int] = rterms[-1]
             for k, t in enumerate(terms):
                 if t != last:
                     self.run_starts.append(start + k)
@@ -126,7 +127,7 @@ class GroupState:
                 last = t
 
     def append_bulk(self, start: int, terms: "np.ndarray", positions: "np.ndarray",
-                    release: array) -> None:
+                    release: array[int]) -> None:
         """`append` for replay: terms and positions as numpy arrays, term
         runs found with numpy instead of a Python loop."""
         skip = self._replay_prepare(start, release)
@@ -157,7 +158,7 @@ class GroupState:
     # The live records always rebuild the final state: the newest base record
     # is live, and so is every entry above it (docs/ARCHITECTURE.md).
 
-    def _replay_prepare(self, start: int, release: array) -> int:
+    def _replay_prepare(self, start: int, release: array[int]) -> int:
         """Before entries start.. are applied: how many leading ones to skip
         (at or below a known base), after moving a guessed base if needed."""
         if start <= self.base_index:
@@ -168,20 +169,20 @@ class GroupState:
             self._guess_base(start - 1, release)
         return 0
 
-    def _guess_base(self, index: int, release: array) -> None:
+    def _guess_base(self, index: int, release: array[int]) -> None:
         self.truncate_from(self.base_index + 1, release)
         if self.base_pos not in (None, GUESSED, self.snap_pos):
             release.append(self.base_pos)
         self.base_index, self.base_term, self.base_pos = index, 0, GUESSED
 
-    def truncate(self, index: int, release: array) -> None:
+    def truncate(self, index: int, release: array[int]) -> None:
         """A TRUNCATE record: drop entries >= index."""
         if index > self.base_index:
             self.truncate_from(index, release)
         elif self.base_pos == GUESSED:
             self._guess_base(index - 1, release)
 
-    def _set_base(self, index: int, term: int, pos: int, release: array) -> None:
+    def _set_base(self, index: int, term: int, pos: int, release: array[int]) -> None:
         if self.base_pos not in (None, GUESSED, self.snap_pos):
             release.append(self.base_pos)
         self.base_index, self.base_term, self.base_pos = index, term, pos
@@ -190,7 +191,7 @@ class GroupState:
             del self.run_starts[:j]
             del self.run_terms[:j]
 
-    def compact(self, index: int, term: int, pos: int, release: array) -> None:
+    def compact(self, index: int, term: int, pos: int, release: array[int]) -> None:
         """Drop entries <= index.  Replay may compact past the last index (a
         rewritten group states its base first); then the group is empty there.
         Replay may also find the base already at `index` without a record
@@ -210,7 +211,7 @@ class GroupState:
         self._set_base(index, term, pos, release)
 
     def apply_snapshot(self, meta: SnapshotMeta, ref: Optional[SnapRef], pos: int,
-                       release: array) -> Optional[SnapRef]:
+                       release: array[int]) -> Optional[SnapRef]:
         release.extend(self.positions)
         del self.positions[:]
         del self.run_starts[:]
@@ -221,12 +222,12 @@ class GroupState:
         self.base_index, self.base_term, self.base_pos = meta.index, meta.term, pos
         return old
 
-    def set_hard_state(self, hs: HardState, pos: int, release: array) -> None:
+    def set_hard_state(self, hs: HardState, pos: int, release: array[int]) -> None:
         if self.hs_pos is not None:
             release.append(self.hs_pos)
         self.hard_state, self.hs_pos = hs, pos
 
-    def put(self, key: bytes, value: bytes, pos: int, release: array) -> None:
+    def put(self, key: bytes, value: bytes, pos: int, release: array[int]) -> None:
         if self.kv is None:
             self.kv = {}
         old = self.kv.get(key)
@@ -234,12 +235,12 @@ class GroupState:
             release.append(old[1])
         self.kv[key] = (value, pos)
 
-    def delete(self, key: bytes, release: array) -> None:
+    def delete(self, key: bytes, release: array[int]) -> None:
         old = self.kv.pop(key, None) if self.kv else None
         if old is not None:
             release.append(old[1])
 
-    def release_all(self, release: array) -> None:
+    def release_all(self, release: array[int]) -> None:
         release.extend(self.positions)
         release.extend(self.pins())
 
@@ -259,7 +260,7 @@ class GroupIndex:
             st = self.groups[group] = GroupState()
         return st
 
-    def remove(self, group: int, release: array) -> Optional[SnapRef]:
+    def remove(self, group: int, release: array[int]) -> Optional[SnapRef]:
         st = self.groups.pop(group, None)
         if st is None:
             return None

@@ -413,7 +413,8 @@ class Replay:
     def __call__(self, seg: SegmentSummary, mem: Any, sc: Scanner, nb: int,
                  nr: int) -> Optional[Problem]:
         try:
-            sc.replay(self.index, seg.seq, mem, nr, seg.path, self.release, self.superseded)
+            sc.replay(self.index, seg.seq, mem, nb, nr, seg.path, self.release, self.superseded,
+                      skip_bad=False)
         except CorruptionError as exc:  # a payload that does not decode
             return Problem(exc.path, exc.offset, exc.reason)
         finally:

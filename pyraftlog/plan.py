@@ -116,7 +116,8 @@ class Plan:
         self.size += R.record_size(len(payload))
         return len(self.types) - 1
 
-    def arrays(self) -> Tuple[array, array, array, array, array, array]:
+    def arrays(self) -> Tuple[array[int], array[int], array[int], array[int], array[int],
+                              array[int]]:
         return (array("B", self.types), array("B", self.auxs), array("Q", self.groups),
                 array("Q", self.indexes), array("Q", self.terms), array("I", self.lens))
 
@@ -246,7 +247,7 @@ def _plan_snapshot(plan: Plan, d: Draft, g: int, snap: Snapshot, next_lsn: Calla
     d.reset(meta.index, meta.term)
 
 
-def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array,
+def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array[int],
               superseded: List[Tuple[int, SnapRef]]) -> None:
     """Apply planned (or replayed) ops; `positions[k]` is record k's position.
 

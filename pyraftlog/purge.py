@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 from . import batch as B
 from . import record as R
@@ -40,7 +40,7 @@ def oldest_seq(st: GroupState) -> int:
     return min(seqs) if seqs else 1 << 64
 
 
-def rewrite_plan(g: int, st: GroupState, entries: List[Tuple[int, int, bytes, int]]) -> Plan:
+def rewrite_plan(g: int, st: GroupState, entries: Sequence[Tuple[int, int, bytes, int]]) -> Plan:
     """The batch that rewrites group g's whole state (see the module doc)."""
     plan = Plan()
     plan.ops.append((B.REMOVE, g, plan.add(R.REMOVE_GROUP, g)))

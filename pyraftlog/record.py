@@ -4,7 +4,7 @@ tests/test_format.py checks these constants against the C ones."""
 from __future__ import annotations
 
 import struct
-from typing import Tuple
+from typing import Tuple, Union
 
 from .types import ConfState, HardState
 
@@ -69,14 +69,14 @@ def decode_snapshot(payload: bytes) -> Tuple[ConfState, int, int, int]:
     ids = struct.unpack_from(f"<{n}Q", payload, _SNAP.size)
     cuts = [0, n1, n1 + n2, n1 + n2 + n3, n]
     lists = [tuple(ids[cuts[k]:cuts[k + 1]]) for k in range(4)]
-    return ConfState(*lists, bool(auto)), size, file_id, crc
+    return ConfState(lists[0], lists[1], lists[2], lists[3], bool(auto)), size, file_id, crc
 
 
 def encode_kv(key: bytes, value: bytes) -> bytes:
     return _KEYLEN.pack(len(key)) + key + value
 
 
-def decode_kv(payload: bytes) -> Tuple[bytes, bytes]:
+def decode_kv(payload: Union[bytes, memoryview]) -> Tuple[bytes, bytes]:
     if len(payload) < 4:
         raise ValueError("kv payload too short")
     (n,) = _KEYLEN.unpack_from(payload)

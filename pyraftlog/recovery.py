@@ -26,7 +26,7 @@ import os
 import re
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class Scanner:
         self.r_off = np.zeros(n, np.uint32)
         self.r_len = np.zeros(n, np.uint32)
 
-    def scan(self, base: object, size: int, seq: int, offset: int, lsn: int) -> object:
+    def scan(self, base: Any, size: int, seq: int, offset: int, lsn: int) -> Any:
         """One prl_scan_batches call; grows the record arrays when a single
         batch holds more records than they do."""
         while True:
@@ -127,18 +127,39 @@ class Scanner:
                 continue
             return r
 
-    def replay(self, index: GroupIndex, seq: int, mem: memoryview, n: int, path: str,
-               release: array, superseded: List[Tuple[int, SnapRef]]) -> None:
-        """Apply the first n scanned records to `index`.
+    def replay(self, index: GroupIndex, seq: int, mem: memoryview, nb: int, n: int, path: str,
+               release: array[int], superseded: List[Tuple[int, SnapRef]],
+               skip_bad: bool) -> int:
+        """Apply the first n scanned records (of nb batches) to `index`.
 
         Spans of entry records go through `_bulk` (numpy, per group); the other
-        records are decoded into Ops and applied one by one, in log order."""
+        records are decoded into Ops first and applied one by one, in log
+        order.  A record whose payload does not decode (its batch checksum was
+        fine: only a writer bug makes one) is a CorruptionError, or with
+        skip_bad its whole batch is left out.  Returns the batches left out."""
         types = self.r_type[:n]
         pos_np = (np.uint64(seq) << np.uint64(32)) | self.r_off[:n].astype(np.uint64)
         other = np.flatnonzero(types != R.ENTRY).tolist()
         if not other:
             self._bulk(index, 0, n, pos_np, release)
-            return
+            return 0
+        ops = {}
+        bad_batches = set()
+        batch_of = np.repeat(np.arange(nb), self.b_cnt[:nb]) if skip_bad else None
+        for k in other:
+            t, o = int(types[k]), int(self.r_off[k])
+            payload = mem[o + R.RECORD_HEADER_SIZE:o + R.RECORD_HEADER_SIZE + int(self.r_len[k])]
+            try:
+                ops[k] = _decode(t, int(self.r_group[k]), int(self.r_index[k]),
+                                 int(self.r_term[k]), payload, k)
+            except ValueError as exc:
+                if batch_of is None:
+                    raise CorruptionError(path, o, f"bad {R.NAMES[t]} payload: {exc}") from None
+                bad_batches.add(int(batch_of[k]))
+        if bad_batches:
+            assert batch_of is not None
+            other = sorted(set(other) | set(np.flatnonzero(np.isin(batch_of, list(bad_batches)))
+                                            .tolist()))
         positions = array("Q")
         positions.frombytes(pos_np.tobytes())
         prev = 0
@@ -146,18 +167,12 @@ class Scanner:
             if k > prev:
                 self._bulk(index, prev, k, pos_np, release)
             prev = k + 1
-            if k == n:
-                break
-            t, g = int(types[k]), int(self.r_group[k])
-            o = int(self.r_off[k])
-            payload = mem[o + R.RECORD_HEADER_SIZE:o + R.RECORD_HEADER_SIZE + int(self.r_len[k])]
-            try:
-                op = _decode(t, g, int(self.r_index[k]), int(self.r_term[k]), payload, k)
-            except ValueError as exc:
-                raise CorruptionError(path, o, f"bad {R.NAMES[t]} payload: {exc}") from None
-            apply_ops(index, [op], positions, release, superseded)
+            if k < n and k in ops and (batch_of is None or int(batch_of[k]) not in bad_batches):
+                apply_ops(index, [ops[k]], positions, release, superseded)
+        return len(bad_batches)
 
-    def _bulk(self, index: GroupIndex, s: int, e: int, pos_np: np.ndarray, release: array) -> None:
+    def _bulk(self, index: GroupIndex, s: int, e: int, pos_np: np.ndarray,
+              release: array[int]) -> None:
         """Entry records s..e-1 (any groups): each group's records, in log
         order, become one append when their indexes are consecutive; a group
         that overwrites itself within the span is applied record by record."""
@@ -199,7 +214,7 @@ def _decode(t: int, g: int, index: int, term: int, payload: memoryview, k: int) 
     raise ValueError(f"unknown record type {t}")
 
 
-def probe(base: object, size: int, seq: int, offset: int, min_lsn: int) -> Optional[Found]:
+def probe(base: Any, size: int, seq: int, offset: int, min_lsn: int) -> Optional[Found]:
     out = ffi.new("uint64_t[2]")
     out32 = ffi.new("uint32_t[2]")
     check(lib.prl_scan_probe(base, size, seq, offset, min_lsn, out, out + 1, out32, out32 + 1),
@@ -212,7 +227,7 @@ def probe(base: object, size: int, seq: int, offset: int, min_lsn: int) -> Optio
 class Recovery:
     """One recovery run over a directory whose segments the C log maps."""
 
-    def __init__(self, path: str, handle: object, mode: str, index: GroupIndex, writable: bool,
+    def __init__(self, path: str, handle: Any, mode: str, index: GroupIndex, writable: bool,
                  progress: Optional[Callable[[int, int], None]] = None):
         self.path, self.h, self.mode, self.index = path, handle, mode, index
         self.writable, self.progress = writable, progress
@@ -260,7 +275,7 @@ class Recovery:
         res.next_lsn = expect if expect is not None else 1
         return res
 
-    def _unfinished(self, seq: int, base: object, size: int, reason: int) -> bool:
+    def _unfinished(self, seq: int, base: Any, size: int, reason: int) -> bool:
         """A newest segment whose header never became durable and in which no
         batch was acknowledged.  The header is synced with the first batches
         (one fdatasync covers the file), so if any batch in the segment had
@@ -282,7 +297,7 @@ class Recovery:
     def _name(self, seq: int) -> str:
         return os.path.join(self.path, segment_name(seq))
 
-    def _mapping(self, seq: int) -> Tuple[object, int]:
+    def _mapping(self, seq: int) -> Tuple[Any, int]:
         base = ffi.new("const uint8_t **")
         size = ffi.new("uint64_t *")
         check(lib.prl_log_segment_base(self.h, seq, base, size), "segment")
@@ -291,7 +306,7 @@ class Recovery:
     def _corrupt(self, seq: int, offset: int, reason: str) -> CorruptionError:
         return CorruptionError(self._name(seq), offset, reason)
 
-    def _segment(self, seq: int, base: object, size: int, reason: int, first_lsn: int,
+    def _segment(self, seq: int, base: Any, size: int, reason: int, first_lsn: int,
                  expect: Optional[int], newest: bool, next_first: Optional[int]) -> Optional[int]:
         """Replays one segment; returns the lsn after its last valid batch."""
         res, mode = self.result, self.mode
@@ -346,7 +361,7 @@ class Recovery:
             res.skipped_bytes += following[0].offset - offset
             offset, lsn = following[0].offset, following[0].lsn
 
-    def _following(self, base: object, size: int, seq: int, offset: int, lsn: int) -> List[Found]:
+    def _following(self, base: Any, size: int, seq: int, offset: int, lsn: int) -> List[Found]:
         out: List[Found] = []
         while True:
             f = probe(base, size, seq, offset, lsn)
@@ -355,7 +370,7 @@ class Recovery:
             out.append(f)
             offset, lsn = f.offset + f.length, f.lsn + 1
 
-    def _replay(self, seq: int, base: object, size: int, mem: memoryview, offset: int,
+    def _replay(self, seq: int, base: Any, size: int, mem: memoryview, offset: int,
                 lsn: int) -> Tuple[int, int, int, int]:
         res = self.result
         sc = self.scanner
@@ -363,26 +378,27 @@ class Recovery:
             r = sc.scan(base, size, seq, offset, lsn)
             nb, nr = int(r.n_batches), int(r.n_records)
             if nb:
-                sc.replay(self.index, seq, mem, nr, self._name(seq), self.release,
-                          res.superseded)
+                bad = sc.replay(self.index, seq, mem, nb, nr, self._name(seq), self.release,
+                                res.superseded, self.mode == TOLERATE_ANY)
                 del self.release[:]
-                res.recovered_batches += nb
+                res.skipped_batches += bad
+                res.recovered_batches += nb - bad
                 res.recovered_bytes += int(sc.b_len[:nb].sum())
             offset, lsn = int(r.next_offset), int(r.next_lsn)
             if r.reason != lib.PRL_R_NONE:
                 return offset, lsn, int(r.reason), int(r.bad_len)
 
-def _header_size(base: object) -> int:
+def _header_size(base: Any) -> int:
     """segment_size from a valid segment header."""
     return int(R.SEGMENT_HEADER.unpack(ffi.buffer(base, R.SEGMENT_HEADER_SIZE))[5])
 
 
-def _zero_header(base: object, size: int) -> bool:
+def _zero_header(base: Any, size: int) -> bool:
     n = min(size, R.SEGMENT_HEADER_SIZE)
     return n == 0 or bytes(ffi.buffer(base, n)) == bytes(n)
 
 
-def retain_live(handle: object, index: GroupIndex) -> None:
+def retain_live(handle: Any, index: GroupIndex) -> None:
     """Tell the C log which records are still needed (live-byte accounting)."""
     live = array("Q")
     for st in index.groups.values():

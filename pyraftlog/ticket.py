@@ -56,7 +56,7 @@ class Ticket:
     def done(self) -> bool:
         """True once durable or failed."""
         self._core.check_fork()
-        return lib.prl_log_wait(self._core.handle, self.lsn, 0) != lib.PRL_E_TIMEOUT
+        return bool(lib.prl_log_wait(self._core.handle, self.lsn, 0) != lib.PRL_E_TIMEOUT)
 
     def exception(self) -> Optional[BaseException]:
         """The error the ticket failed with, or None (durable, or pending)."""

@@ -10,7 +10,7 @@ U64_MAX = (1 << 64) - 1
 class Entry(NamedTuple):
     """One Raft log entry.  `type`: 0 normal, 1 conf change, 2 conf change v2."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, as the API has it
     term: int
     data: bytes = b""
     type: int = 0
@@ -37,7 +37,7 @@ class ConfState(NamedTuple):
 class SnapshotMeta(NamedTuple):
     """Index and term of the last entry a snapshot covers, and its membership."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, as the API has it
     term: int
     conf_state: ConfState = ConfState()
 
@@ -58,10 +58,10 @@ def check_u64(value: object, what: str) -> int:
     if type(value) is not int:
         if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-        value = operator.index(value)  # type: ignore[call-overload]
-    if value < 0 or value > U64_MAX:  # type: ignore[operator]
+        value = operator.index(value)
+    if value < 0 or value > U64_MAX:
         raise ValueError(f"{what} must be in [0, 2**64-1], got {value}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def check_entry_type(value: object) -> int:
@@ -69,10 +69,10 @@ def check_entry_type(value: object) -> int:
     if type(value) is not int:
         if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise TypeError(f"entry type must be an int, not {type(value).__name__}")
-        value = operator.index(value)  # type: ignore[call-overload]
-    if not 0 <= value <= 255:  # type: ignore[operator]
+        value = operator.index(value)
+    if not 0 <= value <= 255:
         raise ValueError(f"entry type must be in [0, 255], got {value}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def check_bytes(value: object, what: str) -> bytes:
@@ -81,7 +81,7 @@ def check_bytes(value: object, what: str) -> bytes:
         return value
     if isinstance(value, str) or not _is_buffer(value):
         raise TypeError(f"{what} must be bytes-like, not {type(value).__name__}")
-    return bytes(memoryview(value).cast("B")) if isinstance(value, memoryview) else bytes(value)  # type: ignore[arg-type]
+    return bytes(memoryview(value).cast("B")) if isinstance(value, memoryview) else bytes(value)  # type: ignore[call-overload]
 
 
 def _is_buffer(value: object) -> bool:
@@ -106,11 +106,11 @@ def check_entry(e: object) -> Entry:
 def _check_entry_fields(e: object) -> Entry:
     if not isinstance(e, tuple) or not hasattr(e, "index"):
         raise TypeError(f"entries must be Entry objects, not {type(e).__name__}")
-    index = check_u64(e.index, "entry index")  # type: ignore[attr-defined]
+    index = check_u64(e.index, "entry index")
     term = check_u64(e.term, "entry term")  # type: ignore[attr-defined]
     data = check_bytes(e.data, "entry data")  # type: ignore[attr-defined]
     etype = check_entry_type(e.type)  # type: ignore[attr-defined]
-    if type(e) is Entry and data is e.data and etype is e.type:  # type: ignore[attr-defined]
+    if type(e) is Entry and data is e.data and etype is e.type:
         return e
     return Entry(index, term, data, etype)
 
@@ -126,7 +126,7 @@ def check_conf_state(cs: object) -> ConfState:
         lists.append(tuple(check_u64(i, f"conf_state.{name} id") for i in ids))
     if not isinstance(cs.auto_leave, (bool, int)):
         raise TypeError("conf_state.auto_leave must be a bool")
-    return ConfState(*lists, bool(cs.auto_leave))
+    return ConfState(lists[0], lists[1], lists[2], lists[3], bool(cs.auto_leave))
 
 
 def check_snapshot(snap: object) -> Snapshot:

@@ -18,6 +18,7 @@ A flipped bit inside any earlier batch of the newest segment is corruption
 raise, tolerate_any skips exactly that batch."""
 
 import os
+import time
 import shutil
 
 import pytest
@@ -276,6 +277,9 @@ def test_recycled_segment_old_bytes_after_clean_close_are_strict_clean(tmp_path)
         b = log.batch()
         b.append(1, [Entry(1, 1, b"x" * 100)])
         log.write(b).wait(timeout=30)
+        deadline = time.monotonic() + 10  # the preparer thread makes them in the background
+        while log.stats()["free_segments"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
     frees = [n for n in os.listdir(d) if n.endswith(".free")]
     assert frees
     for n in frees:

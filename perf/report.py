@@ -1,0 +1,213 @@
+"""Printing and saving benchmark results: aligned tables, JSON, optional PNG.
+
+Only reads the result objects of :mod:`harness` (``Comparison``, ``Result``,
+``RunResult``); nothing here measures.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Iterable, Optional, Sequence
+
+OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+
+# --------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------
+
+def fmt_num(v, digits: int = 3) -> str:
+    """Human number: 1,234,567 / 12.3 / 0.123 / '-'."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, str):
+        return v
+    av = abs(v)
+    if av >= 1000:
+        return f"{v:,.0f}"
+    if av >= 100:
+        return f"{v:.1f}"
+    if av >= 1:
+        return f"{v:.2f}"
+    if av == 0:
+        return "0"
+    return f"{v:.{digits}f}" if av >= 0.001 else f"{v:.2e}"
+
+
+def fmt_ratio(v) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def fmt_rate(v, unit: str = "/s") -> str:
+    if v is None:
+        return "-"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{suffix}{unit}"
+    return f"{v:.3g}{unit}"
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str], right: Iterable[int] = ()) -> str:
+    """Aligned plain-text table; columns in ``right`` are right-aligned."""
+    right = set(right)
+    cols = list(zip(*([header] + [list(map(str, r)) for r in rows])))
+    widths = [max(len(c) for c in col) for col in cols]
+
+    def line(cells):
+        return "  ".join(
+            (c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), sep] + [line(list(map(str, r))) for r in rows])
+
+
+def _ratio(a, b):
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def detail_table(comp) -> str:
+    o, r = comp.ours, comp.ref
+    if o is None:
+        return ""
+    rows = []
+
+    def add(name, fo, fr, fmt=fmt_num, show_ratio=True):
+        vo, vr = fo(o), (fr(r) if r else None)
+        rows.append([name, fmt(vo), fmt(vr), fmt_ratio(_ratio(vo, vr)) if show_ratio else ""])
+
+    add("entries/s", lambda x: x.entries_per_s, lambda x: x.entries_per_s)
+    add(f"ops/s ({o.op_name}s / {r.op_name + 's' if r else '-'})", lambda x: x.ops_per_s, lambda x: x.ops_per_s)
+    add("latency p50 (ms)", lambda x: x.p50_ms, lambda x: x.p50_ms)
+    add("latency p99 (ms)", lambda x: x.p99_ms, lambda x: x.p99_ms)
+    add("latency p99.9 (ms)", lambda x: x.p999_ms, lambda x: x.p999_ms)
+    add("latency max (ms)", lambda x: x.max_ms, lambda x: x.max_ms)
+    add("CPU user (us/op)", lambda x: x.per_op("cpu_user"), lambda x: x.per_op("cpu_user"))
+    add("CPU sys (us/op)", lambda x: x.per_op("cpu_sys"), lambda x: x.per_op("cpu_sys"))
+    add("CPU busy (cores)", lambda x: x.cpu_cores, lambda x: x.cpu_cores)
+    add("RSS max (MiB)", lambda x: x.rss_mib, lambda x: x.rss_mib)
+    add("write amp. (process I/O)", lambda x: x.write_amp, lambda x: x.write_amp)
+    add("write amp. (device, shared)", lambda x: x.device_write_amp, lambda x: x.device_write_amp)
+    add("fdatasync/s", lambda x: x.syncs_per_s, lambda x: x.syncs_per_s)
+    add("fdatasync mean (ms)", lambda x: x.sync_ms, lambda x: x.sync_ms)
+    add("entries per fdatasync", lambda x: x.entries_per_sync, lambda x: x.entries_per_sync)
+    add("writes per fdatasync", lambda x: x.writes_per_sync, lambda x: x.writes_per_sync)
+    add("others' CPU (cores, noise)", lambda x: x.others_cores, lambda x: x.others_cores, show_ratio=False)
+    spread = lambda x: " ".join(fmt_rate(run.throughput, "") for run in x.runs)  # noqa: E731
+    rows.append(["entries/s per run", spread(o), spread(r) if r else "-", ""])
+    header = ["metric", o.label, r.label if r else "reference", "ours/ref"]
+    return table(rows, header, right=(1, 2, 3))
+
+
+
+
+def print_comparison(comp) -> None:
+    print(f"\n== {comp.name}: {comp.title}")
+    if comp.skipped:
+        print(f"   skipped: {comp.skipped}")
+    if comp.error:
+        print(f"   ERROR: {comp.error}")
+    if comp.ours:
+        print(detail_table(comp))
+    for t, actual, met in comp.checks():
+        shown = fmt_ratio(actual) if t.metric == "ratio" else fmt_num(actual)
+        verdict = "n/a" if met is None else ("met" if met else "NOT met")
+        print(f"   target {t.describe():<14} actual {shown:<10} {verdict}")
+    for n in comp.notes:
+        print(f"   note: {n}")
+
+
+def summary_rows(comps: Sequence) -> list:
+    rows = []
+    for c in comps:
+        if c.skipped or c.error or not c.ours:
+            why = c.skipped and f"skipped: {c.skipped}" or f"ERROR: {c.error}"
+            rows.append([c.name, "-", "-", "-", ", ".join(t.describe() for t in c.targets), why[:60]])
+            continue
+        ours = f"{fmt_rate(c.ours.entries_per_s)} p99 {fmt_num(c.ours.p99_ms)} ms"
+        ref = (f"{fmt_rate(c.ref.entries_per_s)} p99 {fmt_num(c.ref.p99_ms)} ms ({c.ref.label})"
+               if c.ref else "-")
+        verdicts = []
+        for _t, _actual, met in c.checks():
+            verdicts.append("n/a" if met is None else ("yes" if met else "NO"))
+        rows.append([c.name, ours, ref, fmt_ratio(c.ratio),
+                     ", ".join(t.describe() for t in c.targets) or "-", ", ".join(verdicts) or "-"])
+    return rows
+
+
+def noise_line(comps: Sequence) -> str:
+    """How much CPU other processes took while we measured (the machine is shared)."""
+    runs = [r for c in comps for res in (c.ours, c.ref) if res for r in res.runs]
+    if not runs:
+        return ""
+    secs = sum(r.seconds for r in runs)
+    avg = sum(r.others_cpu for r in runs) / secs if secs else 0.0
+    worst = max(r.others_cpu / r.seconds for r in runs if r.seconds)
+    line = (f"other processes used {avg:.2f} of {os.cpu_count()} CPUs on average while we measured "
+            f"(worst run {worst:.2f})")
+    if avg > 0.2 or worst > 0.5:
+        line += ": the machine was busy, ratios are noisy (CPU-bound sides suffer most)"
+    return line
+
+
+def summary_table(comps: Sequence) -> str:
+    return table(summary_rows(comps), ["workload", "ours", "reference", "ratio", "target", "met?"],
+                 right=(3,))
+
+
+# --------------------------------------------------------------------------
+# Output: JSON and optional plot
+# --------------------------------------------------------------------------
+
+
+
+def save_json(comps: Sequence, filename: str, env: dict) -> str:
+    os.makedirs(OUT_DIR, exist_ok=True)
+    env = dict(env)
+    env["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    path = os.path.join(OUT_DIR, filename)
+    with open(path, "w") as f:
+        json.dump({"environment": env, "benchmarks": [c.to_dict() for c in comps]}, f, indent=1,
+                  default=str)
+    return path
+
+
+def save_plot(comps: Sequence, filename: str) -> Optional[str]:
+    """Bar chart of ratios vs targets and p99 latencies; silently None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:  # noqa: BLE001 - optional
+        return None
+    done = [c for c in comps if c.ours and c.ref]
+    if not done:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [c.name for c in done]
+    ratios = [c.ratio or 0 for c in done]
+    ax1.bar(names, ratios, color=["tab:green" if all(m is not False for _, _, m in c.checks())
+                                  else "tab:red" for c in done])
+    for i, c in enumerate(done):
+        for t in c.targets:
+            if t.metric == "ratio":
+                ax1.hlines(t.value, i - 0.4, i + 0.4, colors="black", linestyles="dashed")
+    ax1.set_ylabel("ours / reference (entries/s)")
+    ax1.set_title("throughput ratio (dashed: target)")
+    ax1.tick_params(axis="x", rotation=20)
+    x = range(len(done))
+    ax2.bar([i - 0.2 for i in x], [c.ours.p99_ms or 0 for c in done], width=0.4, label="pyraftlog")
+    ax2.bar([i + 0.2 for i in x], [c.ref.p99_ms or 0 for c in done], width=0.4, label="reference")
+    ax2.set_xticks(list(x), names, rotation=20)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("p99 latency (ms)")
+    ax2.legend()
+    fig.tight_layout()
+    os.makedirs(OUT_DIR, exist_ok=True)
+    path = os.path.join(OUT_DIR, filename)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
