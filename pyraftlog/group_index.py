@@ -98,6 +98,13 @@ class GroupState:
         del self.run_starts[j:]
         del self.run_terms[j:]
 
+    def append_one(self, index: int, term: int, position: int) -> None:
+        """One entry right after the last one (the caller checked)."""
+        self.positions.append(position)
+        if self.run_terms[-1] != term:
+            self.run_starts.append(index)
+            self.run_terms.append(term)
+
     def append(self, start: int, terms: Sequence[int], positions: array[int],
                release: array[int]) -> None:
         rterms = self.run_terms

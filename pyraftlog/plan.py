@@ -209,20 +209,39 @@ def _plan_entries(plan: Plan, d: Draft, g: int, start: int, terms: List[int],
         raise ValueError(f"group {g}: entries start at {start}, leaving a gap after the last "
                          f"index {d.last}")
     n = len(terms)
-    lens = [len(x) for x in datas]
-    if max(lens) > U32_MAX:
-        raise ValueError("an entry must be smaller than 4 GiB")
     lo = len(plan.types)
-    plan.types.extend([R.ENTRY] * n)
-    plan.auxs.extend(types)
-    plan.groups.extend([g] * n)
-    plan.indexes.extend(range(start, start + n))
-    plan.terms.extend(terms)
-    plan.lens.extend(lens)
-    plan.payloads.extend(datas)
-    plan.size += R.RECORD_HEADER_SIZE * n + sum((x + 7) & ~7 for x in lens)
+    if n == 1:  # the Ready-loop case: one new entry per group
+        data = datas[0]
+        ln = len(data)
+        if ln > U32_MAX:
+            raise ValueError("an entry must be smaller than 4 GiB")
+        plan.types.append(R.ENTRY)
+        plan.auxs.append(types[0])
+        plan.groups.append(g)
+        plan.indexes.append(start)
+        plan.terms.append(terms[0])
+        plan.lens.append(ln)
+        plan.payloads.append(data)
+        plan.size += R.RECORD_HEADER_SIZE + ((ln + 7) & ~7)
+    else:
+        lens = [len(x) for x in datas]
+        if max(lens) > U32_MAX:
+            raise ValueError("an entry must be smaller than 4 GiB")
+        plan.types.extend([R.ENTRY] * n)
+        plan.auxs.extend(types)
+        plan.groups.extend([g] * n)
+        plan.indexes.extend(range(start, start + n))
+        plan.terms.extend(terms)
+        plan.lens.extend(lens)
+        plan.payloads.extend(datas)
+        plan.size += R.RECORD_HEADER_SIZE * n + sum((x + 7) & ~7 for x in lens)
     plan.ops.append((B.APPEND, g, start, terms, lo, lo + n))
-    d.append(start, terms)
+    if start == d.last + 1 and not d.new_terms:  # plain append: nothing to cut
+        d.new_start = start
+        d.new_terms = list(terms)
+        d.last = start + n - 1
+    else:
+        d.append(start, terms)
 
 
 def _plan_snapshot(plan: Plan, d: Draft, g: int, snap: Snapshot, next_lsn: Callable[[], int],
@@ -256,7 +275,11 @@ def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array[i
     for op in ops:
         kind, g = op[0], op[1]
         if kind == B.APPEND:
-            index.get_or_create(g).append(op[2], op[3], positions[op[4]:op[5]], release)
+            st = index.groups.get(g) or index.get_or_create(g)
+            if op[5] - op[4] == 1 and st.positions and op[2] == st.last_index + 1:
+                st.append_one(op[2], op[3][0], positions[op[4]])  # the Ready-loop case
+            else:
+                st.append(op[2], op[3], positions[op[4]:op[5]], release)
         elif kind == B.HARD_STATE:
             index.get_or_create(g).set_hard_state(op[2], positions[op[3]], release)
         elif kind == B.SNAPSHOT:
