@@ -47,11 +47,15 @@ test-asan: build
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
 		$(PY) -P -m pytest -q -m "not slow" -p no:cacheprovider $(ASAN_TESTS)
 
+# the long crash runs: 200 kill points, every torn-tail offset, long fuzzing and
+# power-loss runs (the short versions of all of them are in `make test`)
 test-crash: build
-	PYRAFTLOG_KILL_POINTS=200 $(PYTEST) -q tests/crash tests/fault
+	PYRAFTLOG_KILL_POINTS=200 $(PYTEST) -q tests/crash tests/fault tests/powerloss
 
+# long hypothesis runs: the model test and recovery fuzzing, scaled up
 fuzz: build
-	PYRAFTLOG_HYPOTHESIS_EXAMPLES=2000 $(PYTEST) -q -m slow tests
+	PYRAFTLOG_HYPOTHESIS_EXAMPLES=1000 $(PYTEST) -q tests/test_model.py
+	PYRAFTLOG_HYPOTHESIS_EXAMPLES=1000 $(PYTEST) -q -m slow tests/crash/test_fuzz_recovery.py
 
 perf: build
 	$(PIP) install -q rocksdict lmdb || echo "perf peers not installed; they will be skipped"

@@ -82,17 +82,23 @@ class Purger:
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         self._mu = threading.Lock()  # one purge at a time
+        self._start_lock = threading.Lock()
 
     def kick(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="pyraftlog-purge", daemon=True)
-            self._thread.start()
+        """Wake the background purger (started on first use).  Called by
+        writers outside the engine lock, so the start is guarded."""
+        with self._start_lock:
+            if self._thread is None and not self._stop:
+                self._thread = threading.Thread(target=self._run, name="pyraftlog-purge",
+                                                daemon=True)
+                self._thread.start()
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop = True
+        with self._start_lock:
+            self._stop = True
+            t = self._thread
         self._wake.set()
-        t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join()
 
