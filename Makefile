@@ -54,7 +54,7 @@ test-crash: build
 
 # long hypothesis runs: the model test and recovery fuzzing, scaled up
 fuzz: build
-	PYRAFTLOG_HYPOTHESIS_EXAMPLES=1000 $(PYTEST) -q tests/test_model.py
+	PYRAFTLOG_HYPOTHESIS_EXAMPLES=1000 $(PYTEST) -q tests/test_model.py tests/test_model_ring.py
 	PYRAFTLOG_HYPOTHESIS_EXAMPLES=1000 $(PYTEST) -q -m slow tests/crash/test_fuzz_recovery.py
 
 perf: build
