@@ -99,6 +99,11 @@ void *prl_flusher_main(void *arg) {
         } else {
             record_sync_locked(log, target, t0, t1);
             log->durable_lsn = target;
+            if (log->recycle_waiting) {
+                log->recycle_waiting = 0;
+                log->recycle_hint = 1;
+                pthread_cond_signal(&log->prep_cv);
+            }
         }
         pthread_cond_broadcast(&log->durable_cv);
         if (!err && log->opt.min_sync_interval_ns && !log->stopping) {

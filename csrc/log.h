@@ -52,6 +52,8 @@ struct prl_log {
     uint32_t pool_n, pool_cap;
     uint64_t next_free_id;
     int recycle_hint;      /* live bytes of some segment reached 0: look */
+    int recycle_waiting;   /* an empty segment waits for durability: the
+                              flusher sets recycle_hint when durable moves */
     int prep_error;        /* errno of the last failed preparation (stats) */
     int dir_dirty;         /* a rename into the log awaits a directory fsync
                               (the flusher does it before publishing) */

@@ -11,7 +11,9 @@
  * segment's seq, which the new life's header changes (csrc/format.h).
  *
  * A segment is recycled when no record in it is needed (live == 0), it is
- * the oldest in the log, not the active one, and durable.  Only the oldest
+ * the oldest in the log, not the active one, and durable — both its own
+ * batches and the batch that released its last live record (freed_lsn): a
+ * power cut before that batch is durable must find the segment still there.  Only the oldest
  * goes, so the log always stays a suffix of its history: a dead record's
  * effect concerns older records only, which are gone first. */
 #define _GNU_SOURCE
@@ -88,8 +90,11 @@ static void recycle(prl_log *log) {
         while (i < log->seg_slots && !log->segs[i]) i++;
         if (i == log->seg_slots) break;
         prl_segment *s = log->segs[i];
-        if (s == log->active || s->live || s->dirty || s->syncing || s->last_lsn > log->durable_lsn)
+        if (s == log->active || s->live || s->dirty || s->syncing) break;
+        if (s->last_lsn > log->durable_lsn || s->freed_lsn > log->durable_lsn) {
+            log->recycle_waiting = 1; /* the flusher wakes us when durable moves */
             break;
+        }
         log->segs[i] = NULL;
         uint64_t id = log->next_free_id++;
         int keep = log->pool_n < log->opt.pool_max && s->size == log->opt.segment_size;

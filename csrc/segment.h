@@ -15,6 +15,9 @@ typedef struct prl_segment {
     uint64_t used;     /* bytes holding header and batches */
     uint64_t live;     /* bytes of records still needed by some group */
     uint64_t first_lsn, last_lsn; /* last_lsn = first_lsn - 1 while empty */
+    uint64_t freed_lsn; /* written_lsn when a record in it was last released:
+                           the batch that made it unneeded; it may be recycled
+                           only once that batch is durable */
     int dirty;         /* written since the flusher last synced it */
     int syncing;       /* the flusher is syncing it right now: keep it mapped */
 } prl_segment;

@@ -154,6 +154,11 @@ static int account(prl_log *log, uint32_t n, const uint64_t *positions, int sign
             s->live += size;
         } else {
             s->live = s->live > size ? s->live - size : 0;
+            /* The release follows the write that superseded the record: that
+             * batch is at most written_lsn, and must be durable before the
+             * record's segment may go (a power cut would otherwise bring back
+             * the state before the batch without the segment it needs). */
+            s->freed_lsn = log->written_lsn;
             if (!s->live && s != log->active && !log->recycle_hint) {
                 log->recycle_hint = 1;
                 pthread_cond_signal(&log->prep_cv);

@@ -272,6 +272,7 @@ def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array[i
 
     Positions of records that stop being needed go to `release`; snapshot
     files that stop being referenced go to `superseded` as (group, ref)."""
+    st: Optional[GroupState]
     for op in ops:
         kind, g = op[0], op[1]
         if kind == B.APPEND:

@@ -120,19 +120,21 @@ class Purger:
         with self._mu:
             self.runs += 1
             done = 0
-            tried = set()
+            tried: set[int] = set()
             eng = self.engine
+            # Only what lies behind the head as of now: the rewritten groups
+            # land in new segments, which this call must not chase.
+            limit = eng._active_seq()
             while not self._stop and (force or eng._disk_bytes() > eng.purge_threshold):
-                seq = self.engine._oldest_live_seq()
-                active = self.engine._active_seq()
-                if seq is None or seq in tried or seq >= active:
+                seq = eng._oldest_live_seq()
+                if seq is None or seq in tried or seq >= limit:
                     break
-                # Rewrite only what lies half a threshold behind the head: a
-                # rewritten group then waits that long before its next
-                # rewrite, which bounds the write amplification of a group
-                # that never compacts.
-                if not force and (active - seq) * self.engine.segment_size < \
-                        self.engine.purge_threshold // 2:
+                # Rewrite only what lies half a threshold (and at least two
+                # segments) behind the head: a rewritten group then waits that
+                # long before its next rewrite, which bounds the write
+                # amplification of a group that never compacts.
+                behind = (limit - seq) * eng.segment_size
+                if not force and behind < max(eng.purge_threshold // 2, 2 * eng.segment_size):
                     break
                 tried.add(seq)
                 n = self._rewrite_pinners(seq, None if max_bytes is None else max_bytes - done)

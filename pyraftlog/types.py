@@ -104,9 +104,10 @@ def check_entry(e: object) -> Entry:
 
 
 def _check_entry_fields(e: object) -> Entry:
-    if not isinstance(e, tuple) or not hasattr(e, "index"):
+    # every tuple has .index (tuple.index): look for the Entry fields instead
+    if not all(hasattr(e, f) for f in ("term", "data", "type")):
         raise TypeError(f"entries must be Entry objects, not {type(e).__name__}")
-    index = check_u64(e.index, "entry index")
+    index = check_u64(e.index, "entry index")  # type: ignore[attr-defined]
     term = check_u64(e.term, "entry term")  # type: ignore[attr-defined]
     data = check_bytes(e.data, "entry data")  # type: ignore[attr-defined]
     etype = check_entry_type(e.type)  # type: ignore[attr-defined]
