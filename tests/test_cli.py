@@ -4,6 +4,7 @@ always through a subprocess as a user runs it."""
 import hashlib
 import json
 import os
+import time
 import subprocess
 import sys
 import textwrap
@@ -421,6 +422,10 @@ def test_engine_open_in_this_process(tmp_path):
             b.append(7, [Entry(i, 2, b"x" * i)])
             log.write(b)
         log.sync()
+        # the engine's preparer thread makes free segments in the background
+        deadline = time.monotonic() + 10
+        while log.stats()["free_segments"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         before = tree(d)
         for cmd in ("verify", "inspect", "dump"):
             p = run(cmd, d)
