@@ -119,13 +119,19 @@ void *prl_flusher_main(void *arg) {
     return NULL;
 }
 
-int prl_wait_locked(prl_log *log, uint64_t lsn, int64_t timeout_ns) {
-    struct timespec deadline;
+/* The CLOCK_MONOTONIC time timeout_ns from now (durable_cv uses that clock). */
+static struct timespec deadline_in(int64_t timeout_ns) {
+    struct timespec ts = {0, 0};
     if (timeout_ns >= 0) {
         uint64_t d = prl_now_ns() + (uint64_t)timeout_ns;
-        deadline.tv_sec = (time_t)(d / 1000000000u);
-        deadline.tv_nsec = (long)(d % 1000000000u);
+        ts.tv_sec = (time_t)(d / 1000000000u);
+        ts.tv_nsec = (long)(d % 1000000000u);
     }
+    return ts;
+}
+
+int prl_wait_locked(prl_log *log, uint64_t lsn, int64_t timeout_ns) {
+    struct timespec deadline = deadline_in(timeout_ns);
     int rc = 0;
     log->nwaiters++;
     while (log->durable_lsn < lsn) {
@@ -152,12 +158,7 @@ int prl_log_wait(prl_log *log, uint64_t lsn, int64_t timeout_ns) {
 
 int prl_log_wait_change(prl_log *log, uint64_t known, uint64_t known_kicks, int64_t timeout_ns,
                         uint64_t *durable, uint64_t *kicks) {
-    struct timespec deadline;
-    if (timeout_ns >= 0) {
-        uint64_t d = prl_now_ns() + (uint64_t)timeout_ns;
-        deadline.tv_sec = (time_t)(d / 1000000000u);
-        deadline.tv_nsec = (long)(d % 1000000000u);
-    }
+    struct timespec deadline = deadline_in(timeout_ns);
     int rc = 0;
     pthread_mutex_lock(&log->mu);
     log->nwaiters++;
