@@ -70,7 +70,8 @@ demo: build
 
 lint: build
 	$(PIP) install -q ruff mypy
-	$(VENV)/bin/ruff check pyraftlog tests perf
+	$(VENV)/bin/ruff check pyraftlog
+	$(VENV)/bin/ruff check --select E9,F tests perf
 	$(VENV)/bin/mypy --strict pyraftlog
 
 clean:

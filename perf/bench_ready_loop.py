@@ -11,7 +11,12 @@ ready_loop
     same number of bytes per write (the log's real bytes per batch, taken
     from ``stats()``), pre-encoded, written with ``os.pwrite`` then
     ``os.fdatasync`` on a preallocated file.  Target: >= 0.9x the raw
-    entries/s.
+    entries/s.  Peers, measured in the same rounds for half the seconds and
+    shown as extra rows (never the target's reference): SQLite (WAL,
+    synchronous=FULL), LMDB (sync), RocksDB (``rocksdict``, sync) and a
+    hand-written Python append file + ``fdatasync``, each doing the same
+    64 puts per write and blocking until durable (``peers.py``); LMDB and
+    RocksDB are skipped with a message when not installed.
 
 ready_loop_pipelined
     Up to 64 writes in flight: keep a deque of tickets, wait on the oldest
@@ -32,6 +37,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+import peers  # noqa: E402
 from harness import Comparison, Side, Target, benchmark  # noqa: E402
 from sides import (ENTRY_BYTES, TERM, EngineSide, RawFile, Skip, encoded_records,  # noqa: E402
                    payload)
@@ -39,6 +45,7 @@ from sides import (ENTRY_BYTES, TERM, EngineSide, RawFile, Skip, encoded_records
 GROUPS = 1000
 PER_WRITE = 64  # groups (one entry each) per write
 IN_FLIGHT = 64  # pipelined: writes in flight
+PEER_SHARE = 0.5  # ready_loop: each peer store runs half a run's seconds per round
 
 
 def windows(groups, width):
@@ -212,8 +219,16 @@ def ready_loop(cfg):
     except Skip as e:
         comp.skipped = str(e)
         return comp
+    try:
+        import rocksdict
+    except ImportError:
+        rocksdict = None
+        comp.notes.append(peers.skip_message("RocksDB", "rocksdict"))
+        print("   " + comp.notes[-1])
+    rocks = RocksSide(workdir, rocksdict) if rocksdict is not None else None
+    others = peers.write_peers(workdir, ours.windows, rocks_side=rocks, notes=comp.notes)
     harness.compare(cfg, comp, ours, lambda o: _raw_from(o, workdir, comp),
-                    device=harness.block_device(workdir))
+                    device=harness.block_device(workdir), peers=others, peer_share=PEER_SHARE)
     return _finish(comp, ours)
 
 

@@ -75,15 +75,20 @@ TMPFS_TYPES = {"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"}
 class Target:
     """A goal from DESIGN.md "Targets".
 
-    ``metric`` is ``"ratio"`` (ours / reference of the headline throughput)
-    or ``"p99_ms"`` (ours p99 latency, absolute milliseconds).
+    ``metric`` is ``"ratio"`` (ours / reference of the headline throughput),
+    ``"p99_ms"`` (ours p99 latency, absolute milliseconds) or the name of a
+    figure the benchmark put in ``Comparison.metrics`` (``"index_bytes_per_entry"``,
+    ``"time_ratio"``, ...).  ``label`` replaces the generated description.
     """
 
     metric: str
     op: str  # ">=" or "<="
     value: float
+    label: Optional[str] = None
 
     def describe(self) -> str:
+        if self.label:
+            return self.label
         if self.metric == "ratio":
             return f"{self.op} {self.value:g}x"
         if self.metric == "p99_ms":
@@ -95,7 +100,7 @@ class Target:
             return comp.ratio
         if self.metric == "p99_ms":
             return comp.ours.p99_ms if comp.ours else None
-        return None
+        return comp.metrics.get(self.metric)
 
     def met(self, comp: "Comparison") -> Optional[bool]:
         value = self.actual(comp)
@@ -108,24 +113,43 @@ class Target:
 class Benchmark:
     name: str
     title: str
-    fn: Callable[["Config"], "Comparison"]
+    fn: Callable[["Config"], "Comparison | list"]  # one Comparison, or a list of them
     targets: tuple
     module: str
+    budget: Optional[Callable[["Config"], float]] = None  # watchdog seconds, if not the default
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
 
 
-def benchmark(name: str, title: str, targets: Iterable[Target] = ()):
-    """Decorator: register ``fn(cfg) -> Comparison`` under ``name``."""
+def benchmark(name: str, title: str, targets: Iterable[Target] = (),
+              budget: Optional[Callable[["Config"], float]] = None):
+    """Decorator: register ``fn(cfg) -> Comparison`` (or a list of them) under ``name``.
+
+    ``budget(cfg)``: seconds after which the watchdog kills a hung run (default
+    ``2 * (seconds + 2 * warmup) + 180``); set it for benchmarks whose length
+    does not follow ``--seconds`` (a 10-million-entry set-up, a reopen of 1 GiB).
+    """
 
     def register(fn):
         if name in BENCHMARKS:
             raise ValueError(f"benchmark {name!r} registered twice")
-        BENCHMARKS[name] = Benchmark(name, title, fn, tuple(targets), fn.__module__)
+        BENCHMARKS[name] = Benchmark(name, title, fn, tuple(targets), fn.__module__, budget)
         return fn
 
     return register
+
+
+# Options of single benchmarks (``--gib`` of bench_reopen, ...), added to every
+# parser once the module defining them is imported, so run_all.py takes them too.
+EXTRA_OPTIONS: list = []
+
+
+def add_option(*flags, **kwargs) -> None:
+    """Register a command-line option; its value is ``cfg.options[dest]``."""
+    if any(f == g for f in flags for opt in EXTRA_OPTIONS for g in opt[0]):
+        return  # module imported twice (as __main__ and by name)
+    EXTRA_OPTIONS.append((flags, kwargs))
 
 
 # --------------------------------------------------------------------------
@@ -141,6 +165,7 @@ class Config:
     quick: bool = False
     keep: bool = False
     verbose: bool = True
+    options: dict = field(default_factory=dict)  # values of the add_option() options
     workdirs: list = field(default_factory=list, repr=False)  # removed after each benchmark
 
     @property
@@ -466,6 +491,10 @@ class Comparison:
     error: Optional[str] = None
     target_applies: bool = True  # False when the reference is a stand-in
     params: dict = field(default_factory=dict)
+    peers: list = field(default_factory=list)  # Result of each peer store, same run, same workload
+    metrics: dict = field(default_factory=dict)  # named figures for non-throughput targets
+    details: list = field(default_factory=list)  # extra lines printed under the detail table
+    summary: Optional[tuple] = None  # (ours, reference) cells of the summary row, if not throughput
 
     @property
     def ratio(self) -> Optional[float]:
@@ -492,8 +521,17 @@ class Comparison:
             ],
             "ours": self.ours.to_dict() if self.ours else None,
             "reference": self.ref.to_dict() if self.ref else None,
+            "peers": [p.to_dict() | {"ours_over_peer": _div(self.ours and self.ours.entries_per_s,
+                                                              p.entries_per_s)}
+                      for p in self.peers],
+            "metrics": dict(self.metrics),
+            "details": list(self.details),
             "notes": list(self.notes),
         }
+
+
+def _div(a, b):
+    return a / b if a is not None and b else None
 
 
 def _measure_run(side: Side, seconds: float, device: Optional[str]) -> tuple[RunResult, list]:
@@ -516,12 +554,27 @@ def _measure_run(side: Side, seconds: float, device: Optional[str]) -> tuple[Run
     return run, rec.latencies
 
 
-def compare(cfg: Config, comp: Comparison, ours: Side, make_ref, device: Optional[str] = None) -> Comparison:
+def measure(side: Side, seconds: float, device: Optional[str] = None, label: Optional[str] = None) -> Result:
+    """One measured run of one side (no reference), as a :class:`Result`."""
+    run, lats = _measure_run(side, seconds, device)
+    res = Result(label or side.label, side.op_name)
+    res.runs.append(run)
+    res.latencies.extend(lats)
+    return res
+
+
+def compare(cfg: Config, comp: Comparison, ours: Side, make_ref, device: Optional[str] = None,
+            peers: Sequence = (), peer_share: float = 1.0) -> Comparison:
     """Warm up and measure ``ours`` and the reference, alternating, into ``comp``.
 
     ``make_ref`` is a :class:`Side` or a callable ``f(ours) -> Side`` called
     after ours has warmed up (so the reference can copy ours' record sizes).
-    Sides are closed on the way out.
+    ``peers`` are more sides (other stores doing the same workload: SQLite,
+    LMDB, ...): each is warmed up after the reference and measured in every
+    round after ours and the reference, for ``peer_share`` of a run's seconds;
+    they land in ``comp.peers`` and never change the ratio or the targets.  A
+    peer whose set-up fails is left out with a note.  Sides are closed on the
+    way out.
     """
     sides = []
     try:
@@ -536,11 +589,27 @@ def compare(cfg: Config, comp: Comparison, ours: Side, make_ref, device: Optiona
         cfg.log(f"  warm-up {ref.label} ({cfg.warmup:g} s)")
         ref.run(cfg.warmup, Recorder())
         ref.maintain()
-        results = {id(ours): Result(ours.label, ours.op_name), id(ref): Result(ref.label, ref.op_name)}
+        live_peers = []
+        for peer in peers:
+            peer = peer(ours) if callable(peer) and not isinstance(peer, Side) else peer
+            try:
+                peer.setup()
+                sides.append(peer)
+                cfg.log(f"  warm-up {peer.label} ({cfg.warmup * peer_share:g} s)")
+                peer.run(cfg.warmup * peer_share, Recorder())
+                peer.maintain()
+                live_peers.append(peer)
+            except Exception as e:  # noqa: BLE001 - a peer must not sink the workload
+                comp.notes.append(f"peer {peer.label} left out: {type(e).__name__}: {e}")
+        results = {id(s): Result(s.label, s.op_name) for s in [ours, ref] + live_peers}
         for r in range(cfg.runs):
-            order = (ours, ref) if r % 2 == 0 else (ref, ours)
+            order = [ours, ref] if r % 2 == 0 else [ref, ours]
+            if live_peers:  # rotate the peers too, so no one always runs right after ours
+                k = r % len(live_peers)
+                order += live_peers[k:] + live_peers[:k]
             for side in order:
-                run, lats = _measure_run(side, cfg.run_seconds, device)
+                secs = cfg.run_seconds * (peer_share if side in live_peers else 1.0)
+                run, lats = _measure_run(side, secs, device)
                 res = results[id(side)]
                 res.runs.append(run)
                 res.latencies.extend(lats)
@@ -548,7 +617,9 @@ def compare(cfg: Config, comp: Comparison, ours: Side, make_ref, device: Optiona
                         f"  ({run.ops} {side.op_name}s in {run.seconds:.2f} s)")
                 side.maintain()
         comp.ours, comp.ref = results[id(ours)], results[id(ref)]
-        comp.notes.extend(io_notes(comp.ours) + io_notes(comp.ref))
+        comp.peers = [results[id(p)] for p in live_peers]
+        for res in [comp.ours, comp.ref] + comp.peers:
+            comp.notes.extend(io_notes(res))
         return comp
     finally:
         for side in reversed(sides):
@@ -625,6 +696,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="do not write a PNG even if matplotlib is installed")
     p.add_argument("--json", default=None, help="file name under perf/out/ for the JSON results")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-run progress lines")
+    for flags, kwargs in EXTRA_OPTIONS:
+        p.add_argument(*flags, **kwargs)
     return p
 
 
@@ -634,8 +707,13 @@ def config_from_args(args) -> Config:
     warmup = args.warmup if args.warmup is not None else (QUICK_WARMUP if args.quick else DEFAULT_WARMUP)
     base = args.dir or default_base_dir()
     os.makedirs(base, exist_ok=True)
+    options = {}
+    for flags, kwargs in EXTRA_OPTIONS:
+        dest = kwargs.get("dest") or flags[-1].lstrip("-").replace("-", "_")
+        options[dest] = getattr(args, dest, kwargs.get("default"))
     return Config(seconds=max(seconds, 0.05), runs=max(1, runs), warmup=max(0.0, warmup),
-                  base_dir=base, quick=args.quick, keep=args.keep, verbose=not args.quiet)
+                  base_dir=base, quick=args.quick, keep=args.keep, verbose=not args.quiet,
+                  options=options)
 
 
 def run_benchmarks(cfg: Config, names: Sequence[str]) -> list:
@@ -644,23 +722,26 @@ def run_benchmarks(cfg: Config, names: Sequence[str]) -> list:
         b = BENCHMARKS[name]
         cfg.log(f"\n>> {name}: {b.title}")
         # Watchdog: a hung ticket (engine bug) must not hang `make perf`.
-        budget = 2 * (cfg.seconds + 2 * cfg.warmup) + 180
+        budget = b.budget(cfg) if b.budget else 2 * (cfg.seconds + 2 * cfg.warmup) + 180
         faulthandler.dump_traceback_later(budget, exit=True)
         t0 = time.perf_counter()
         try:
-            comp = b.fn(cfg)
+            out = b.fn(cfg)
         except Exception as e:  # noqa: BLE001 - one failing workload must not hide the others
-            comp = Comparison(name, b.title, error=f"{type(e).__name__}: {e}")
-            comp.notes.append(traceback.format_exc().strip().splitlines()[-3].strip())
+            out = Comparison(name, b.title, error=f"{type(e).__name__}: {e}")
+            out.notes.append(traceback.format_exc().strip().splitlines()[-3].strip())
             if cfg.verbose:
                 traceback.print_exc()
         finally:
             faulthandler.cancel_dump_traceback_later()
             cfg.cleanup()
-        comp.targets = comp.targets or b.targets
-        comp.params.setdefault("wall_seconds", round(time.perf_counter() - t0, 2))
-        print_comparison(comp)
-        comps.append(comp)
+        wall = round(time.perf_counter() - t0, 2)
+        for comp in (out if isinstance(out, list) else [out]):
+            if comp.name == name:
+                comp.targets = comp.targets or b.targets
+            comp.params.setdefault("wall_seconds", wall)
+            print_comparison(comp)
+            comps.append(comp)
     return comps
 
 

@@ -163,12 +163,14 @@ def with_cprofile(args, out_base: str, json_path: str) -> int:
     prof = cProfile.Profile()
     prof.enable()
     try:
-        comp = harness.BENCHMARKS[args.workload].fn(cfg)
+        out = harness.BENCHMARKS[args.workload].fn(cfg)
     finally:
         prof.disable()
         cfg.cleanup()
-    harness.print_comparison(comp)
-    harness.save_json([comp], os.path.basename(json_path), harness.environment(cfg))
+    comps = out if isinstance(out, list) else [out]  # some benchmarks return several
+    for comp in comps:
+        harness.print_comparison(comp)
+    harness.save_json(comps, os.path.basename(json_path), harness.environment(cfg))
     prof.dump_stats(out_base + ".prof")
     print("\ncProfile (main thread only; both sides included; times inflated by tracing):")
     stats = pstats.Stats(prof)

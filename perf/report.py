@@ -76,6 +76,8 @@ def detail_table(comp) -> str:
 
     def add(name, fo, fr, fmt=fmt_num, show_ratio=True):
         vo, vr = fo(o), (fr(r) if r else None)
+        if vo is None and vr is None:
+            return  # no side has this figure (latencies of reads, syncs of a reopen)
         rows.append([name, fmt(vo), fmt(vr), fmt_ratio(_ratio(vo, vr)) if show_ratio else ""])
 
     add("entries/s", lambda x: x.entries_per_s, lambda x: x.entries_per_s)
@@ -103,6 +105,40 @@ def detail_table(comp) -> str:
 
 
 
+def peers_table(comp) -> str:
+    """One row per side (ours, reference, every peer store) of the same run."""
+    o = comp.ours
+    if o is None or not comp.peers:
+        return ""
+    rows = []
+    for res in [o] + ([comp.ref] if comp.ref else []) + list(comp.peers):
+        rows.append([
+            res.label, fmt_num(res.entries_per_s),
+            "" if res is o else fmt_ratio(_ratio(o.entries_per_s, res.entries_per_s)),
+            fmt_num(res.p50_ms), fmt_num(res.p99_ms),
+            fmt_num(_sum_opt(res.per_op("cpu_user"), res.per_op("cpu_sys"))),
+            fmt_num(res.device_write_amp), fmt_num(res.syncs_per_s),
+            fmt_num(res.others_cores),
+            " ".join(fmt_rate(run.throughput, "") for run in res.runs),
+        ])
+    header = ["side (same run)", "entries/s", "ours/side", "p50 ms", "p99 ms", "CPU us/op",
+              "dev. w-amp", "fsync/s", "others' CPU", "entries/s per run"]
+    # leave out the columns no side has a figure for (latencies of reads, syncs of reads)
+    keep = [k for k in range(len(header)) if k < 3 or any(r[k] not in ("-", "") for r in rows)]
+    header = [header[k] for k in keep]
+    rows = [[r[k] for k in keep] for r in rows]
+    return table(rows, header, right=range(1, len(header) - 1))
+
+
+def _sum_opt(a, b):
+    return None if a is None or b is None else a + b
+
+
+def fmt_actual(target, actual) -> str:
+    return fmt_ratio(actual) if target.metric in ("ratio",) or target.metric.endswith("_ratio") \
+        else fmt_num(actual)
+
+
 def print_comparison(comp) -> None:
     print(f"\n== {comp.name}: {comp.title}")
     if comp.skipped:
@@ -111,10 +147,15 @@ def print_comparison(comp) -> None:
         print(f"   ERROR: {comp.error}")
     if comp.ours:
         print(detail_table(comp))
+    peers = peers_table(comp)
+    if peers:
+        print("peers, measured in the same rounds (ours/side > 1: ours is faster):")
+        print(peers)
+    for line in comp.details:
+        print(line)
     for t, actual, met in comp.checks():
-        shown = fmt_ratio(actual) if t.metric == "ratio" else fmt_num(actual)
         verdict = "n/a" if met is None else ("met" if met else "NOT met")
-        print(f"   target {t.describe():<14} actual {shown:<10} {verdict}")
+        print(f"   target {t.describe():<14} actual {fmt_actual(t, actual):<10} {verdict}")
     for n in comp.notes:
         print(f"   note: {n}")
 
@@ -122,24 +163,33 @@ def print_comparison(comp) -> None:
 def summary_rows(comps: Sequence) -> list:
     rows = []
     for c in comps:
-        if c.skipped or c.error or not c.ours:
+        targets = ", ".join(t.describe() for t in c.targets) or "-"
+        verdicts = ", ".join("n/a" if met is None else ("yes" if met else "NO")
+                             for _t, _actual, met in c.checks()) or "-"
+        if c.skipped or c.error or not (c.ours or c.summary):
             why = c.skipped and f"skipped: {c.skipped}" or f"ERROR: {c.error}"
-            rows.append([c.name, "-", "-", "-", ", ".join(t.describe() for t in c.targets), why[:60]])
+            rows.append([c.name, "-", "-", "-", targets, why[:60]])
             continue
-        ours = f"{fmt_rate(c.ours.entries_per_s)} p99 {fmt_num(c.ours.p99_ms)} ms"
-        ref = (f"{fmt_rate(c.ref.entries_per_s)} p99 {fmt_num(c.ref.p99_ms)} ms ({c.ref.label})"
-               if c.ref else "-")
-        verdicts = []
-        for _t, _actual, met in c.checks():
-            verdicts.append("n/a" if met is None else ("yes" if met else "NO"))
-        rows.append([c.name, ours, ref, fmt_ratio(c.ratio),
-                     ", ".join(t.describe() for t in c.targets) or "-", ", ".join(verdicts) or "-"])
+        if c.summary:
+            ours, ref = c.summary
+        else:
+            ours = _rate_p99(c.ours)
+            ref = f"{_rate_p99(c.ref)} ({c.ref.label})" if c.ref else "-"
+        rows.append([c.name, ours, ref, fmt_ratio(c.ratio), targets, verdicts])
+        for p in c.peers:  # extra rows: ours against each peer store of the same run
+            rows.append([f"  vs {p.label}", "(same)", _rate_p99(p),
+                         fmt_ratio(_ratio(c.ours.entries_per_s, p.entries_per_s)), "(peer)", ""])
     return rows
+
+
+def _rate_p99(res) -> str:
+    p99 = res.p99_ms
+    return fmt_rate(res.entries_per_s) + ("" if p99 is None else f" p99 {fmt_num(p99)} ms")
 
 
 def noise_line(comps: Sequence) -> str:
     """How much CPU other processes took while we measured (the machine is shared)."""
-    runs = [r for c in comps for res in (c.ours, c.ref) if res for r in res.runs]
+    runs = [r for c in comps for res in [c.ours, c.ref] + list(c.peers) if res for r in res.runs]
     if not runs:
         return ""
     secs = sum(r.seconds for r in runs)

@@ -62,6 +62,14 @@ def check_entry(e):
     return Entry(e.index, e.term, check_bytes(e.data, "data"), e.type)
 
 
+def check_entries(entries):
+    ents = [check_entry(e) for e in entries]
+    for a, b in zip(ents, ents[1:]):
+        if b.index != a.index + 1:
+            raise ValueError("append: entries are not consecutive")
+    return ents
+
+
 def check_hard_state(hs):
     if not isinstance(hs, HardState):
         raise TypeError("expected HardState")
@@ -153,10 +161,7 @@ class GroupModel:
 
     # writes (each either succeeds completely or raises before changing self)
     def append(self, entries):
-        ents = [check_entry(e) for e in entries]
-        for a, b in zip(ents, ents[1:]):
-            if b.index != a.index + 1:
-                raise ValueError("append: entries are not consecutive")
+        ents = check_entries(entries)
         if not ents:
             return
         first = self.first_index()
@@ -327,6 +332,32 @@ class Model:
 # ---------------------------------------------------------------- observing
 
 API_ERRORS = (CompactedError, UnavailableError, SnapshotOutOfDateError)
+
+
+STATIC_CHECKS = {
+    "append": lambda entries: check_entries(entries),
+    "set_hard_state": check_hard_state,
+    "apply_snapshot": check_snapshot,
+    "compact": lambda i: check_u64(i, "index"),
+    "truncate": lambda i: check_u64(i, "index"),
+    "put": lambda k, v: (check_bytes(k, "key"), check_bytes(v, "value")),
+    "delete": lambda k: check_bytes(k, "key"),
+    "remove_group": lambda: None,
+}
+
+
+def static_error(op):
+    """The error an operation raises whatever the state (bad types, ranges,
+    non-consecutive entries), or None.  An engine may raise it as soon as the
+    operation is added to a batch, so a batch with several invalid operations
+    may fail with any of these instead of the model's (first) error."""
+    name, group, *args = op
+    try:
+        check_u64(group, "group")
+        STATIC_CHECKS[name](*args)
+    except Exception as exc:  # noqa: BLE001
+        return error_name(exc)
+    return None
 
 
 def error_name(exc):

@@ -2,7 +2,6 @@
 recycling of emptied segments (csrc/ring.c)."""
 import os
 
-import pyraftlog
 from pyraftlog import Entry, Snapshot, SnapshotMeta, WriteBatch
 
 from common import append, free_files, run_child, seg_files, state, wait_until
