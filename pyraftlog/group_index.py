@@ -31,11 +31,14 @@ _EMPTY_META = SnapshotMeta(0, 0)
 class GroupState:
     __slots__ = ("base_index", "base_term", "positions", "run_starts", "run_terms",
                  "hard_state", "hs_pos", "snap_meta", "snap_ref", "snap_pos", "base_pos",
-                 "kv")
+                 "kv", "hint")
 
     def __init__(self) -> None:
         self.base_index = 0          # first_index - 1: snapshot or compaction point
         self.base_term = 0
+        # replay only: the newest compaction seen below a guessed base, as
+        # (index, term, position); adopted if the base comes down to it
+        self.hint: Optional[Tuple[int, int, int]] = None
         self.positions = array("Q")
         self.run_starts = array("Q")  # first index of each run of equal terms
         self.run_terms = array("Q")
@@ -181,6 +184,10 @@ class GroupState:
         if self.base_pos not in (None, GUESSED, self.snap_pos):
             release.append(self.base_pos)
         self.base_index, self.base_term, self.base_pos = index, 0, GUESSED
+        if self.hint is not None and self.hint[0] == index:
+            # a compaction seen while the guess was higher: it set this base
+            self.base_term, self.base_pos = self.hint[1], self.hint[2]
+            self.hint = None
 
     def truncate(self, index: int, release: array[int]) -> None:
         """A TRUNCATE record: drop entries >= index."""
@@ -206,9 +213,13 @@ class GroupState:
         if self.base_pos == GUESSED and index <= self.base_index:
             if index == self.base_index:  # the record that really set the guessed base
                 self.base_term, self.base_pos = term, pos
-            else:  # superseded since: the entries it dropped are gone already
+            else:
+                # Below the guess: superseded since, or the base once the
+                # guess comes down to it (entries re-appended just above it).
                 release.append(pos)
+                self.hint = (index, term, pos)
             return
+        self.hint = None
         if index <= self.base_index:
             release.append(pos)
             return
@@ -225,6 +236,7 @@ class GroupState:
         del self.run_terms[:]
         release.extend({p for p in (self.snap_pos, self.base_pos) if p not in (None, GUESSED)})
         old = self.snap_ref
+        self.hint = None
         self.snap_meta, self.snap_ref, self.snap_pos = meta, ref, pos
         self.base_index, self.base_term, self.base_pos = meta.index, meta.term, pos
         return old

@@ -105,7 +105,7 @@ def test_remove_group_frees_its_segments(open_log, log_dir):
     log.write(b).wait()
     for k in range(2):
         append(log, 9, 1001 + 100 * k, 100, size=300).wait()
-    assert log.stats()["segments"] >= 5
+    assert log.stats()["live_bytes"] > 2 * 100 * 300  # the group holds entries after its snapshot
     log.write(WriteBatch().remove_group(9)).wait()
     append(log, 3, 1, 1).wait()  # something live at the head
     assert wait_until(lambda: log.stats()["segments"] <= 2)
