@@ -564,7 +564,8 @@ def test_hard_state_latest_wins(open_log):
     def setup(log):
         write(log, ("append", N, N_ENTRIES))
         write(log, ("set_hard_state", G, HardState(1, 2, 3)))
-        write(log, ("set_hard_state", G, HardState(4, 5, 6)), ("set_hard_state", G, HardState(7, 8, 9)))
+        write(log, ("set_hard_state", G, HardState(4, 5, 6)),
+              ("set_hard_state", G, HardState(7, 8, 9)))
         write(log, ("set_hard_state", 0, HardState(2**64 - 1, 2**64 - 1, 2**64 - 1)))
 
     def check(log):
@@ -579,7 +580,8 @@ def test_kv(open_log):
 
     def setup(log):
         write(log, ("append", N, N_ENTRIES))
-        write(log, ("put", G, b"applied", b"1"), ("put", G, b"gone", b"x"), ("put", 0, b"applied", b"other"))
+        write(log, ("put", G, b"applied", b"1"), ("put", G, b"gone", b"x"),
+              ("put", 0, b"applied", b"other"))
         write(log, ("put", G, b"applied", b"2"), ("delete", G, b"gone"), ("delete", G, b"never"))
         write(log, ("put", G, b"empty", b""), ("put", G, b"big", big),
               ("put", G, bytearray(b"ba"), memoryview(b"mv")))
@@ -649,19 +651,22 @@ def test_snapshot_after_remove_group_has_no_data(open_log):
     live_and_reopened(open_log, setup, check)
 
 
+CS_ALL = ConfState((4,), (5,), (1, 2), (6,), True)
+
+
 def test_snapshot_data_replaced(open_log):
     def setup(log):
         write(log, ("append", N, N_ENTRIES))
         write(log, ("apply_snapshot", G, Snapshot(SnapshotMeta(5, 5, CS), b"one" * 1000)))
         write(log, ("apply_snapshot", G, Snapshot(SnapshotMeta(6, 5, CS), bytearray(b"two"))))
-        write(log, ("apply_snapshot", G, Snapshot(SnapshotMeta(8, 6, ConfState((4,), (5,), (1, 2), (6,), True)),
-                                                  memoryview(b"three"))))
+        three = Snapshot(SnapshotMeta(8, 6, CS_ALL), memoryview(b"three"))
+        write(log, ("apply_snapshot", G, three))
 
     def check(log):
         snap = log.snapshot(G)
-        assert snap == Snapshot(SnapshotMeta(8, 6, ConfState((4,), (5,), (1, 2), (6,), True)), b"three")
+        assert snap == Snapshot(SnapshotMeta(8, 6, CS_ALL), b"three")
         assert type(snap.data) is bytes
-        assert log.initial_state(G)[1] == ConfState((4,), (5,), (1, 2), (6,), True)
+        assert log.initial_state(G)[1] == CS_ALL
     live_and_reopened(open_log, setup, check)
 
 
@@ -700,7 +705,8 @@ def test_groups_are_independent_and_sorted(open_log):
         for n, g in enumerate(groups):
             assert log.last_index(g) == n + 2
             lo = log.first_index(g)
-            assert log.entries(g, lo, n + 3) == [Entry(i, n + 1, b"%d-%d" % (g, i)) for i in range(lo, n + 3)]
+            want = [Entry(i, n + 1, b"%d-%d" % (g, i)) for i in range(lo, n + 3)]
+            assert log.entries(g, lo, n + 3) == want
         assert log.first_index(5) == 3
     live_and_reopened(open_log, setup, check)
 
@@ -757,7 +763,8 @@ def test_large_indexes_and_terms(open_log):
         assert log.first_index(G) == base + 1
         assert log.last_index(G) == base + 4
         assert log.term(G, base) == top
-        assert log.entries(G, base + 1, base + 5) == [Entry(i, top) for i in range(base + 1, base + 5)]
+        want = [Entry(i, top) for i in range(base + 1, base + 5)]
+        assert log.entries(G, base + 1, base + 5) == want
     live_and_reopened(open_log, setup, check)
 
 
@@ -821,7 +828,8 @@ def test_compaction_point_term_survives_long_run(open_log):
     def setup(log):
         _fill_first_segment(log)
         for lo in range(72, 400, 40):                               # many segments, compacting
-            write(log, ("append", G, [Entry(i, 6 + lo // 100, b"y" * 900) for i in range(lo, lo + 40)]))
+            write(log, ("append", G, [Entry(i, 6 + lo // 100, b"y" * 900)
+                                      for i in range(lo, lo + 40)]))
             write(log, ("compact", G, lo - 1))
         write(log, ("append", N, N_ENTRIES))
         _let_segments_recycle(log)

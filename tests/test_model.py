@@ -4,13 +4,15 @@ Random batches of 1-4 operations over a few groups, including overlapping and
 conflicting re-appends, appends into the compacted prefix, gaps and
 non-consecutive lists (which must fail), truncations, compactions and
 snapshots on both sides of the valid range, hard states, key-value writes and
-group removal, interleaved with bulk appends (so that 64 KiB segments rotate, are recycled
-and purged) and close + reopen of the same directory.  After
+group removal, interleaved with bulk appends (so that 64 KiB segments rotate,
+are recycled and purged) and close + reopen of the same directory.  After
 every step every read of every group is compared with the model; an invalid
 batch must raise the same error class in both and change nothing.
 
 Scale the run with ``PYRAFTLOG_HYPOTHESIS_EXAMPLES`` (default 60 examples of
-up to ``PYRAFTLOG_HYPOTHESIS_STEPS`` = 25 steps).
+up to ``PYRAFTLOG_HYPOTHESIS_STEPS`` = 25 steps).  A failure is shrunk, which
+can take Hypothesis up to five minutes; the shrunk case is then replayed first
+from the example database on the next run.
 """
 
 import os
@@ -21,11 +23,10 @@ import time
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from model import Model, error_name, observe, replay, static_error
 
 import pyraftlog
 from pyraftlog import ConfState, Entry, HardState, Snapshot, SnapshotMeta
-
-from model import Model, error_name, observe, replay, static_error
 
 GROUPS = (0, 1, 7, 2**64 - 1)
 KEYS = (b"a", b"b", b"applied")
@@ -46,8 +47,8 @@ choice = st.integers(0, 2)
 entry_specs = st.lists(st.tuples(st.integers(1, 8), st.sampled_from(DATA_SIZES),
                                  st.sampled_from((0, 0, 0, 1, 2, 255))), min_size=1, max_size=8)
 APPEND = st.tuples(st.just("append"), groups_st,
-                   st.sampled_from(["next", "next", "overlap", "overlap", "compacted", "gap",
-                                    "non_consecutive", "empty"]),
+                   st.sampled_from(["next", "next", "overlap", "overlap", "from_first", "compacted",
+                                    "gap", "non_consecutive", "empty"]),
                    st.integers(0, 8), entry_specs)
 SPECS = {
     "append": APPEND,
@@ -83,6 +84,7 @@ def resolve(spec, model, tag):
     if kind == "append":
         mode, back, especs = args
         start = {"overlap": max(first, last - back),
+                 "from_first": first,          # replaces every entry after the compaction point
                  "compacted": max(1, first - 1 - back % 4),
                  "gap": last + 2 + back % 3}.get(mode, last + 1)
         indexes = list(range(start, start + len(especs)))

@@ -17,6 +17,7 @@ import sys
 import textwrap
 
 import pytest
+from model import observe
 
 import pyraftlog
 from pyraftlog import (
@@ -31,8 +32,6 @@ from pyraftlog import (
     SnapshotOutOfDateError,
     UnavailableError,
 )
-
-from model import observe
 
 G = 7               # compacted group with a snapshot, entries 6..10
 A = 0               # plain group, entries 1..5
@@ -232,8 +231,9 @@ def test_bad_values(open_log, op):
     (("apply_snapshot", G, Snapshot(SnapshotMeta(5, 9, CS), b"new")), SnapshotOutOfDateError),
     (("apply_snapshot", G, Snapshot(SnapshotMeta(3, 3, CS), b"old")), SnapshotOutOfDateError),
     (("apply_snapshot", G, Snapshot(SnapshotMeta(0, 0, CS))), SnapshotOutOfDateError),
-    (("apply_snapshot", A, Snapshot(SnapshotMeta(0, 0, CS))), SnapshotOutOfDateError),  # has entries
-    (("apply_snapshot", X, Snapshot(SnapshotMeta(0, 3, CS))), SnapshotOutOfDateError),  # term at 0
+    # index 0: A has entries; a term is not "only a ConfState"
+    (("apply_snapshot", A, Snapshot(SnapshotMeta(0, 0, CS))), SnapshotOutOfDateError),
+    (("apply_snapshot", X, Snapshot(SnapshotMeta(0, 3, CS))), SnapshotOutOfDateError),
     (("apply_snapshot", X, Snapshot(SnapshotMeta(0, 0, CS), b"d")), SnapshotOutOfDateError),
 ], ids=repr)
 def test_state_errors(open_log, op, err):
@@ -262,7 +262,7 @@ VALID_PREFIX = [
     ("set_hard_state", G, HardState(9, 9, 9)),
     ("put", G, b"k", b"changed"),
     ("delete", B, b"applied"),
-    ("apply_snapshot", G, Snapshot(SnapshotMeta(20, 7, ConfState(voters=(9,))), b"new snapshot data")),
+    ("apply_snapshot", G, Snapshot(SnapshotMeta(20, 7, ConfState(voters=(9,))), b"new data")),
     ("remove_group", B),
 ]
 
@@ -298,7 +298,7 @@ def test_valid_prefix_alone_is_accepted(open_log):
         assert log.first_index(X) == 2 and log.last_index(X) == 3
         assert log.entries(A, 1, 5)[-1] == Entry(4, 2, b"replaced")
         assert log.last_index(A) == 4
-        assert log.snapshot(G) == Snapshot(SnapshotMeta(20, 7, ConfState(voters=(9,))), b"new snapshot data")
+        assert log.snapshot(G) == Snapshot(SnapshotMeta(20, 7, ConfState(voters=(9,))), b"new data")
         assert log.initial_state(G) == (HardState(9, 9, 9), ConfState(voters=(9,)))
         assert log.get(G, b"k") == b"changed"
         assert B not in log.groups()
@@ -547,7 +547,8 @@ def test_data_type_defaults():
     assert Entry(1, 2) == Entry(1, 2, b"", 0) == Entry(index=1, term=2, data=b"", type=0)
     assert HardState() == HardState(0, 0, 0) == HardState(term=0, vote=0, commit=0)
     assert ConfState() == ConfState((), (), (), (), False)
-    cs = ConfState(voters=(1,), learners=(2,), voters_outgoing=(3,), learners_next=(4,), auto_leave=True)
+    cs = ConfState(voters=(1,), learners=(2,), voters_outgoing=(3,), learners_next=(4,),
+                   auto_leave=True)
     assert (cs.voters, cs.learners, cs.voters_outgoing, cs.learners_next, cs.auto_leave) == \
         ((1,), (2,), (3,), (4,), True)
     assert SnapshotMeta(1, 2) == SnapshotMeta(1, 2, ConfState())
@@ -573,10 +574,13 @@ def test_data_types_hashable_and_comparable():
               ConfState(voters=(1, 2)), SnapshotMeta(3, 3, ConfState(voters=(1,))),
               Snapshot(SnapshotMeta(3, 3), b"d")]
     assert len(set(values)) == len(values)
-    equal_pairs = [(Entry(1, 1), Entry(1, 1, b"", 0)), (Entry(2, 3, b"xy"), Entry(2, 3, b"x" + b"y")),
-                   (HardState(), HardState(0, 0, 0)), (ConfState(voters=(1, 2)), ConfState((1, 2))),
+    equal_pairs = [(Entry(1, 1), Entry(1, 1, b"", 0)),
+                   (Entry(2, 3, b"xy"), Entry(2, 3, b"x" + b"y")),
+                   (HardState(), HardState(0, 0, 0)),
+                   (ConfState(voters=(1, 2)), ConfState((1, 2))),
                    (SnapshotMeta(3, 3), SnapshotMeta(3, 3, ConfState())),
-                   (Snapshot(SnapshotMeta(3, 3), b"d"), Snapshot(SnapshotMeta(3, 3, ConfState()), b"d"))]
+                   (Snapshot(SnapshotMeta(3, 3), b"d"),
+                    Snapshot(SnapshotMeta(3, 3, ConfState()), b"d"))]
     for a, b in equal_pairs:
         assert a == b and hash(a) == hash(b)
         assert a is not b
@@ -585,7 +589,7 @@ def test_data_types_hashable_and_comparable():
     assert Entry(1, 1, b"a") != Entry(1, 1, b"b")
     assert HardState(1, 2, 3) != HardState(1, 2, 4)
     assert Snapshot(SnapshotMeta(3, 3)) != Snapshot(SnapshotMeta(3, 3), b"d")
-    assert sorted([Entry(3, 1), Entry(1, 1), Entry(2, 1)]) == [Entry(1, 1), Entry(2, 1), Entry(3, 1)]
+    assert sorted([Entry(3, 1), Entry(1, 1), Entry(2, 1)]) == [Entry(i, 1) for i in (1, 2, 3)]
 
 
 def test_read_results_are_api_types(open_log):
