@@ -79,7 +79,8 @@ def child_write(logdir: str, entries: int, groups: int) -> dict:
     st = log.stats()
     log.close()
     return {"before": before, "after": after, "seconds": secs, "entries": st["entries"],
-            "groups": st["groups"], "index_bytes": st["index_bytes"], "disk_bytes": st["disk_bytes"],
+            "groups": st["groups"], "index_bytes": st["index_bytes"],
+            "disk_bytes": st["disk_bytes"],
             "bytes_written": st["bytes_written"]}
 
 
@@ -131,7 +132,8 @@ def memory(cfg):
     need = entries * RECORD_BYTES + (256 << 20)
     free = shutil.disk_usage(cfg.base_dir).free
     if free < 2 * need:
-        comp.skipped = (f"{cfg.base_dir} has {free / 2**30:.1f} GiB free; needs {2 * need / 2**30:.1f} "
+        comp.skipped = (f"{cfg.base_dir} has {free / 2**30:.1f} GiB free; "
+                        f"needs {2 * need / 2**30:.1f} "
                         f"(twice the log)")
         return comp
     workdir = cfg.workdir("memory")
@@ -151,19 +153,24 @@ def memory(cfg):
         comp.metrics[f"{name}_index_bytes_per_entry"] = res["index_bytes"] / n
         comp.metrics[f"{name}_rss_anon_per_entry"] = d["RssAnon"] / n
         comp.metrics[f"{name}_rss_per_entry"] = d["VmRSS"] / n
+        ib, rss, anon = res["index_bytes"], d["VmRSS"], d["RssAnon"]
         comp.details.append(
-            f"   {name:<9}: {res['entries']:,} entries, {res['groups']:,} groups; index {res['index_bytes'] / mib:.1f} MiB "
-            f"= {res['index_bytes'] / n:.2f} B/entry; RSS +{d['VmRSS'] / mib:.0f} MiB = {d['VmRSS'] / n:.1f} B/entry "
-            f"(anonymous +{d['RssAnon'] / mib:.0f} MiB = {d['RssAnon'] / n:.1f} B/entry, file-backed "
+            f"   {name:<9}: {res['entries']:,} entries, {res['groups']:,} groups; "
+            f"index {ib / mib:.1f} MiB = {ib / n:.2f} B/entry; "
+            f"RSS +{rss / mib:.0f} MiB = {rss / n:.1f} B/entry "
+            f"(anonymous +{anon / mib:.0f} MiB = {anon / n:.1f} B/entry, file-backed "
             f"+{d['RssFile'] / mib:.0f} MiB: touched segment pages)")
     comp.metrics["index_bytes_per_entry"] = max(comp.metrics["written_index_bytes_per_entry"],
                                                 comp.metrics["reopened_index_bytes_per_entry"])
+    gib = 2**30
     comp.details.append(f"   write: {w['seconds']:.1f} s with append_many, sync=False "
-                        f"({w['entries'] / w['seconds']:,.0f} entries/s, {w['bytes_written'] / 2**30:.2f} GiB); "
-                        f"reopen: {r['seconds']:.1f} s; disk {w['disk_bytes'] / 2**30:.2f} GiB (deleted)")
+                        f"({w['entries'] / w['seconds']:,.0f} entries/s, "
+                        f"{w['bytes_written'] / gib:.2f} GiB); reopen: {r['seconds']:.1f} s; "
+                        f"disk {w['disk_bytes'] / gib:.2f} GiB (deleted)")
     m = comp.metrics
     comp.summary = (f"index {m['index_bytes_per_entry']:.1f} B/entry (RSS anon "
-                    f"{m['written_rss_anon_per_entry']:.1f}, reopen {m['reopened_rss_anon_per_entry']:.1f})",
+                    f"{m['written_rss_anon_per_entry']:.1f}, "
+                    f"reopen {m['reopened_rss_anon_per_entry']:.1f})",
                     f"absolute ({entries / 1e6:g}M entries, {groups:,} groups)")
     comp.params["wrote_seconds"] = round(w["seconds"], 1)
     return comp

@@ -116,7 +116,8 @@ class Checked(ReadSide):
 
 
 def _scaled(cfg):
-    return dataclasses.replace(cfg, seconds=cfg.seconds * TIME_SHARE, warmup=cfg.warmup * TIME_SHARE)
+    return dataclasses.replace(cfg, seconds=cfg.seconds * TIME_SHARE,
+                               warmup=cfg.warmup * TIME_SHARE)
 
 
 @benchmark("reads", "reads: entries(g, lo, lo+100) over random groups (1000 groups, 256 B entries)",
@@ -127,7 +128,8 @@ def reads(cfg):
     params = {"groups": GROUPS, "entries_per_group": n, "entry_bytes": 256, "span": SPAN}
     comp = Comparison("reads", harness.BENCHMARKS["reads"].title, params=dict(params))
     comp_term = Comparison("reads_term", "reads: term(g, i) of a random entry", params=dict(params))
-    comp_terms = Comparison("reads_terms", "reads: terms(g, lo, lo+100) as numpy", params=dict(params))
+    comp_terms = Comparison("reads_terms", "reads: terms(g, lo, lo+100) as numpy",
+                            params=dict(params))
     try:
         pyraftlog = import_engine()
     except Skip as e:
@@ -151,7 +153,8 @@ def reads(cfg):
         ours = EngineRead(ds, ranges, SPAN, Entry, log, log.entries)
         ref = PythonBlobRead(ds, ranges, SPAN, Entry)
         check_same(ours, ref, ranges, SPAN, comp.notes)
-        peers = [Checked(p, ref, comp) for p in read_peers(ds, ranges, SPAN, Entry, workdir, comp.notes)]
+        peers = [Checked(p, ref, comp)
+                 for p in read_peers(ds, ranges, SPAN, Entry, workdir, comp.notes)]
         harness.compare(scfg, comp, ours, ref, device=device, peers=peers, peer_share=PEER_SHARE)
 
         # term

@@ -94,7 +94,8 @@ def build(pyraftlog, logdir: str, target_bytes: int, log) -> dict:
     finally:
         eng.close()
     secs = time.perf_counter() - t0
-    log(f"  built {st['entries']:,} entries ({st['bytes_written'] / 2**20:.0f} MiB) in {secs:.1f} s")
+    log(f"  built {st['entries']:,} entries ({st['bytes_written'] / 2**20:.0f} MiB) "
+        f"in {secs:.1f} s")
     return {"entries": st["entries"], "groups": st["groups"], "per_group": rnd * ROUND,
             "bytes_written": st["bytes_written"], "build_seconds": round(secs, 1)}
 
@@ -140,12 +141,14 @@ class ReopenSide(Side):
             t1 = clock()
             try:
                 after = proc_status()
-                self.anon_delta = max(self.anon_delta, after.get("RssAnon", 0) - before.get("RssAnon", 0))
+                grew = after.get("RssAnon", 0) - before.get("RssAnon", 0)
+                self.anon_delta = max(self.anon_delta, grew)
                 self.stats = log.stats()
             finally:
                 log.close()
             if self.stats["entries"] != self.expect:
-                raise RuntimeError(f"reopen found {self.stats['entries']} entries, expected {self.expect}")
+                raise RuntimeError(f"reopen found {self.stats['entries']} entries, "
+                                   f"expected {self.expect}")
             rec.add(1, self.stats["entries"], 0, [t1 - t0])
             if clock() >= deadline:
                 return
@@ -237,13 +240,16 @@ def reopen(cfg):
     m = comp.metrics
     mib = 2**20
     comp.details += [
-        f"   reopen: {m['open_seconds_mean'] * 1e3:.0f} ms mean per open(), cat {m['cat_seconds_mean'] * 1e3:.0f} ms "
+        f"   reopen: {m['open_seconds_mean'] * 1e3:.0f} ms mean per open(), "
+        f"cat {m['cat_seconds_mean'] * 1e3:.0f} ms "
         f"-> time ratio {m['time_ratio']:.2f}x (target <= 2x); "
         f"{seg_bytes / mib / m['open_seconds_mean']:.0f} MiB/s of segments",
-        f"   index: {st['index_bytes']:,} B for {st['entries']:,} entries = {per_entry:.2f} B/entry "
+        f"   index: {st['index_bytes']:,} B for {st['entries']:,} entries = "
+        f"{per_entry:.2f} B/entry "
         f"(target <= 16)",
         f"   RSS of a fresh process opening the log: {a.get('VmRSS', 0) / mib:.0f} MiB after open "
-        f"(anonymous +{m['rss_anon_delta'] / mib:.0f} MiB = {m['rss_anon_delta'] / st['entries']:.1f} B/entry, "
+        f"(anonymous +{m['rss_anon_delta'] / mib:.0f} MiB = "
+        f"{m['rss_anon_delta'] / st['entries']:.1f} B/entry, "
         f"file-backed +{m['rss_file_delta'] / mib:.0f} MiB: mapped segments); open took "
         f"{fresh['open_seconds'] * 1e3:.0f} ms there",
     ]

@@ -60,7 +60,7 @@ from report import (OUT_DIR, fmt_num, noise_line, print_comparison, save_json,  
                     save_plot, summary_table)
 
 # Budgets.  Full: ~15 s measured per side per workload (3 runs of 5 s);
-# with 4 workloads x 2 sides, warm-up and set-up that is ~2.5 minutes.
+# the whole suite (peers, steady state, reads, reopen, memory) ~5 minutes.
 # Quick: 2 runs of 1 s per side; the suite takes ~25 s.
 DEFAULT_SECONDS, DEFAULT_RUNS, DEFAULT_WARMUP = 15.0, 3, 1.0
 QUICK_SECONDS, QUICK_RUNS, QUICK_WARMUP = 2.0, 2, 0.3
@@ -333,9 +333,11 @@ class Meter:
         self.elapsed = time.perf_counter() - self.t0
         p = self.proc
         if p:
+            # children's CPU is the side's own (a `cat` subprocess, a fresh interpreter),
+            # not other processes' (it would read as noise otherwise)
             c1 = p.cpu_times()
-            self.user = c1.user - self.c0.user
-            self.sys = c1.system - self.c0.system
+            self.user = (c1.user + c1.children_user) - (self.c0.user + self.c0.children_user)
+            self.sys = (c1.system + c1.children_system) - (self.c0.system + self.c0.children_system)
             self.rss = p.memory_info().rss
         else:
             self.user = self.sys = 0.0
@@ -554,7 +556,8 @@ def _measure_run(side: Side, seconds: float, device: Optional[str]) -> tuple[Run
     return run, rec.latencies
 
 
-def measure(side: Side, seconds: float, device: Optional[str] = None, label: Optional[str] = None) -> Result:
+def measure(side: Side, seconds: float, device: Optional[str] = None,
+            label: Optional[str] = None) -> Result:
     """One measured run of one side (no reference), as a :class:`Result`."""
     run, lats = _measure_run(side, seconds, device)
     res = Result(label or side.label, side.op_name)

@@ -48,6 +48,8 @@ KEY = struct.Struct(">QQ")  # (group, index): sorts like (group, index)
 TERM8 = struct.Struct("<Q")
 REC_HEADER = struct.Struct("<QQQI")  # group, index, term, length
 BATCH_HEADER = struct.Struct("<II")  # length, crc32 of the records
+TABLE = ("CREATE TABLE log (grp INTEGER NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL, "
+         "data BLOB NOT NULL, PRIMARY KEY (grp, idx)) WITHOUT ROWID")
 
 
 def optional(module: str):
@@ -123,8 +125,7 @@ class SQLiteWrite(StoreWrite):
         if mode.lower() != "wal":
             raise RuntimeError(f"SQLite refused WAL mode ({mode})")
         con.execute("PRAGMA synchronous=FULL")
-        con.execute("CREATE TABLE IF NOT EXISTS log (grp INTEGER NOT NULL, idx INTEGER NOT NULL, "
-                    "term INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (grp, idx)) WITHOUT ROWID")
+        con.execute(TABLE.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
         self.insert = "INSERT INTO log (grp, idx, term, data) VALUES (?, ?, ?, ?)"
 
     def commit(self, rows):
@@ -317,14 +318,14 @@ class SQLiteRead(ReadSide):
         self.con = con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
-        con.execute("CREATE TABLE log (grp INTEGER NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL, "
-                    "data BLOB NOT NULL, PRIMARY KEY (grp, idx)) WITHOUT ROWID")
+        con.execute(TABLE)
         con.execute("BEGIN")
         con.executemany("INSERT INTO log VALUES (?, ?, ?, ?)",
                         ((g, i, t, bytes(d)) for g, i, t, d in self.ds.by_key()))
         con.execute("COMMIT")
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.sql = "SELECT idx, term, data FROM log WHERE grp = ? AND idx >= ? AND idx < ? ORDER BY idx"
+        self.sql = ("SELECT idx, term, data FROM log WHERE grp = ? AND idx >= ? AND idx < ? "
+                    "ORDER BY idx")
 
     def read(self, g, lo, hi):
         Entry = self.Entry
@@ -345,8 +346,8 @@ class LMDBRead(ReadSide):
         self.env = env = self.lmdb.open(self.path, map_size=16 << 30, sync=True, readahead=False)
         pack, term8 = KEY.pack, TERM8.pack
         with env.begin(write=True) as txn:
-            txn.cursor().putmulti(((pack(g, i), term8(t) + bytes(d)) for g, i, t, d in self.ds.by_key()),
-                                  append=True)
+            items = ((pack(g, i), term8(t) + bytes(d)) for g, i, t, d in self.ds.by_key())
+            txn.cursor().putmulti(items, append=True)
 
     def read(self, g, lo, hi):
         Entry, unpack = self.Entry, TERM8.unpack_from

@@ -15,6 +15,8 @@ import time
 import weakref
 from array import array
 from collections import deque
+from functools import partial
+from itertools import accumulate
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -61,6 +63,9 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_new_entry = partial(tuple.__new__, Entry)
 
 
 def crc32c(data: bytes) -> int:
@@ -145,6 +150,7 @@ class Engine:
         self._pending_deletes: Deque[Tuple[int, int, int]] = deque()  # (lsn, group, file_id)
         self._stats_buf = ffi.new("prl_stats *")
         self._purger = Purger(self)
+        self._kicked_at = 0  # disk use when the purger was last woken
         self._closed = False
         _live_engines.add(self)
 
@@ -206,7 +212,10 @@ class Engine:
                 raise ValueError(f"batch of {plan.size} bytes does not fit a segment of "
                                  f"{self.segment_size} bytes (raise segment_size)")
             ticket = Ticket(self._core, self._write_plan_locked(plan))
-        if lib.prl_log_disk_bytes(self._h) > self.purge_threshold:
+        disk = lib.prl_log_disk_bytes(self._h)
+        if disk > self.purge_threshold and disk != self._kicked_at:
+            # once per change of disk use (segments come and go), not per write
+            self._kicked_at = disk
             self._purger.kick()
         return ticket
 
@@ -393,13 +402,10 @@ class Engine:
         check(lib.prl_log_read_data(self._h, n, pbuf, _fb("uint8_t[]", buf), size), "read")
         terms = st.terms(lo, lo + n)
         data = bytes(buf)
-        out = []
-        off = 0
-        for k in range(n):
-            ln = lens[k]
-            out.append(Entry(lo + k, terms[k], data[off:off + ln], auxs[k]))
-            off += ln
-        return out
+        ends = list(accumulate(lens[:n]))
+        datas = [data[a:b] for a, b in zip([0] + ends, ends)]
+        # tuple.__new__ skips the NamedTuple's Python-level __new__ (fields are checked)
+        return list(map(_new_entry, zip(range(lo, lo + n), terms, datas, auxs[:n])))
 
     def terms(self, group: int, lo: int, hi: int) -> "np.ndarray":
         """Terms of entries [lo, hi) as a numpy uint64 array, without Entry
