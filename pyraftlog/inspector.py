@@ -39,7 +39,7 @@ from ._native import REASONS, check, ffi, is_clean_end, lib
 from .engine import crc32c
 from .errors import CorruptionError
 from .group_index import GroupIndex, SnapRef
-from .recovery import Scanner, list_free, list_segments, probe, segment_name
+from .recovery import Scanner, following_batches, list_free, list_segments, probe, segment_name
 from .snapshot_store import SnapshotStore
 
 # Only validated by prl_log_open: a read-only handle never creates a segment.
@@ -334,7 +334,7 @@ class Walker:
                 # cut by an earlier recovery), or its own header is the problem
                 return lsn
             if newest:
-                following = self._following(base, size, seg.seq, offset + R.ALIGN, lsn)
+                following = following_batches(base, size, seg.seq, offset + R.ALIGN, lsn)
                 if clean and not following:
                     return lsn
                 # a live writer may be copying this very batch: look again
@@ -367,15 +367,6 @@ class Walker:
             if self.stopped or not following:
                 return lsn
             offset, lsn = following[0].offset, following[0].lsn
-
-    def _following(self, base: Any, size: int, seq: int, offset: int, lsn: int) -> List[Any]:
-        out: List[Any] = []
-        while True:
-            f = probe(base, size, seq, offset, lsn)
-            if f is None:
-                return out
-            out.append(f)
-            offset, lsn = f.offset + f.length, f.lsn + 1
 
     def _scan(self, k: int, seg: SegmentSummary, base: Any, mem: Any, offset: int,
               lsn: int) -> Tuple[int, int, int]:

@@ -224,6 +224,18 @@ def probe(base: Any, size: int, seq: int, offset: int, min_lsn: int) -> Optional
     return Found(int(out[0]), int(out[1]), int(out32[0]), int(out[1]) - int(out32[1]))
 
 
+def following_batches(base: Any, size: int, seq: int, offset: int, lsn: int) -> List[Found]:
+    """Every valid batch of segment `seq` at or after `offset`, in order, each
+    with an lsn above the previous one: what follows a break in the log."""
+    out: List[Found] = []
+    while True:
+        f = probe(base, size, seq, offset, lsn)
+        if f is None:
+            return out
+        out.append(f)
+        offset, lsn = f.offset + f.length, f.lsn + 1
+
+
 class Recovery:
     """One recovery run over a directory whose segments the C log maps."""
 
@@ -284,7 +296,7 @@ class Recovery:
         file's old one; the tolerant modes any invalid header."""
         if not reason:
             return False
-        found = self._following(base, size, seq, R.SEGMENT_HEADER_SIZE, 0) if size else []
+        found = following_batches(base, size, seq, R.SEGMENT_HEADER_SIZE, 0) if size else []
         if found:
             first = min(f.lsn for f in found)
             if self.mode == STRICT or any(f.watermark >= first for f in found):
@@ -330,7 +342,7 @@ class Recovery:
             if not newest and next_first is not None and next_first == lsn:
                 return lsn  # the chain continues in the next segment
             if newest:
-                following = self._following(base, size, seq, offset + R.ALIGN, lsn)
+                following = following_batches(base, size, seq, offset + R.ALIGN, lsn)
             else:
                 nxt = probe(base, size, seq, offset + R.ALIGN, lsn)
                 following = [nxt] if nxt else []
@@ -360,15 +372,6 @@ class Recovery:
             res.skipped_batches += 1
             res.skipped_bytes += following[0].offset - offset
             offset, lsn = following[0].offset, following[0].lsn
-
-    def _following(self, base: Any, size: int, seq: int, offset: int, lsn: int) -> List[Found]:
-        out: List[Found] = []
-        while True:
-            f = probe(base, size, seq, offset, lsn)
-            if f is None:
-                return out
-            out.append(f)
-            offset, lsn = f.offset + f.length, f.lsn + 1
 
     def _replay(self, seq: int, base: Any, size: int, mem: memoryview, offset: int,
                 lsn: int) -> Tuple[int, int, int, int]:
