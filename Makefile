@@ -61,9 +61,11 @@ perf: build
 	$(PIP) install -q rocksdict lmdb || echo "perf peers not installed; they will be skipped"
 	$(PY) perf/run_all.py
 
+# the main workloads under py-spy: reports on stdout, raw stacks and flame
+# graphs (SVG) in perf/out/ (see perf/README.md)
 profile: build
 	$(PIP) install -q py-spy
-	$(PY) perf/profile.py
+	for w in ready_loop_pipelined threads asyncio; do $(PY) perf/profile.py --workload $$w --seconds 4 || exit 1; done
 
 demo: build
 	$(PY) -m pyraftlog.contrib.demo

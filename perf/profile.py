@@ -29,6 +29,7 @@ import sys
 PERF_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, PERF_DIR)
 
+import flamegraph  # noqa: E402
 import harness  # noqa: E402
 import run_all  # noqa: E402
 from sides import EngineSide  # noqa: E402
@@ -124,6 +125,8 @@ def with_pyspy(args, out_base: str, json_path: str) -> int:
     if rc or not os.path.exists(raw):
         print(f"py-spy failed (exit {rc}); try --tool cprofile", file=sys.stderr)
         return rc or 1
+    svg = out_base + ".svg"
+    flamegraph.write_svg(raw, svg, f"pyraftlog {args.workload}: py-spy samples (warm = pyraftlog)")
     marker = re.compile(r"\b(" + "|".join(map(re.escape, ours_classes())) + r")\.")
     selfc, incl, total = aggregate_raw(raw, marker)
     if not total:
@@ -141,7 +144,7 @@ def with_pyspy(args, out_base: str, json_path: str) -> int:
               + (f" ({threads} threads)" if threads > 1 else "")
               + f"; us/{op_name} below = share x that")
     report(selfc, incl, total, per_op, op_name, args.top)
-    print(f"\nraw stacks: {os.path.relpath(raw)}")
+    print(f"\nraw stacks: {os.path.relpath(raw)}\nflame graph: {os.path.relpath(svg)}")
     return 0
 
 
