@@ -139,7 +139,6 @@ class Engine:
                 check(lib.prl_log_adopt_free(self._h, fid), "adopt free segment")
             self._snapshots.remove_orphans({(g, st.snap_ref[1]) for g, st in
                                             self._index.groups.items() if st.snap_ref})
-            rec = self._recovery
             seq, offset = rec.resume or (rec.next_seq, 0)
             check(lib.prl_log_start(self._h, seq, rec.next_lsn, offset),
                   f"start writing segment {seq} in {self.path}")
