@@ -40,16 +40,6 @@ GROUPS_PER_BATCH = 100
 RECORD_BYTES = ENTRY_BYTES + 32  # for the disk-space check
 
 
-def status() -> dict:
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-                out[key] = int(rest.split()[0]) * 1024
-    return out
-
-
 def child_write(logdir: str, entries: int, groups: int) -> dict:
     import gc
 
@@ -60,7 +50,7 @@ def child_write(logdir: str, entries: int, groups: int) -> dict:
     view = memoryview(data)
     payloads = [view[k * 251:k * 251 + ENTRY_BYTES] for k in range(ROUND)]
     gc.collect()
-    before = status()
+    before = harness.proc_status()
     log = pyraftlog.open(logdir, sync=False, segment_size=64 << 20, purge_threshold=1 << 50)
     t0 = time.perf_counter()
     for first in range(1, per_group + 1, ROUND):
@@ -75,7 +65,7 @@ def child_write(logdir: str, entries: int, groups: int) -> dict:
     secs = time.perf_counter() - t0
     del b
     gc.collect()
-    after = status()
+    after = harness.proc_status()
     st = log.stats()
     log.close()
     return {"before": before, "after": after, "seconds": secs, "entries": st["entries"],
@@ -90,12 +80,12 @@ def child_reopen(logdir: str) -> dict:
     import pyraftlog
 
     gc.collect()
-    before = status()
+    before = harness.proc_status()
     t0 = time.perf_counter()
     log = pyraftlog.open(logdir, sync=False, segment_size=64 << 20, purge_threshold=1 << 50)
     secs = time.perf_counter() - t0
     gc.collect()
-    after = status()
+    after = harness.proc_status()
     st = log.stats()
     log.close()
     return {"before": before, "after": after, "seconds": secs, "entries": st["entries"],

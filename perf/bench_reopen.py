@@ -53,17 +53,6 @@ harness.add_option("--gib", type=float, default=None,
                         f"--quick {QUICK_GIB:g})")
 
 
-def proc_status() -> dict:
-    """VmRSS, RssAnon, RssFile of this process, in bytes."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-                out[key] = int(rest.split()[0]) * 1024
-    return out
-
-
 def segment_files(logdir: str) -> list:
     files = sorted(glob.glob(os.path.join(logdir, "*.seg")))
     return files or sorted(p for p in glob.glob(os.path.join(logdir, "*"))
@@ -135,12 +124,12 @@ class ReopenSide(Side):
     def run(self, seconds, rec):
         clock, deadline = time.perf_counter, time.perf_counter() + seconds
         while True:
-            before = proc_status()
+            before = harness.proc_status()
             t0 = clock()
             log = self.pyraftlog.open(self.logdir)
             t1 = clock()
             try:
-                after = proc_status()
+                after = harness.proc_status()
                 grew = after.get("RssAnon", 0) - before.get("RssAnon", 0)
                 self.anon_delta = max(self.anon_delta, grew)
                 self.stats = log.stats()

@@ -189,6 +189,17 @@ class Config:
             print(msg, flush=True)
 
 
+def proc_status() -> dict:
+    """VmRSS, RssAnon, RssFile, VmHWM of this process, in bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
 def fs_type(path: str) -> str:
     """File system type of ``path`` from /proc/mounts (longest mount prefix)."""
     path = os.path.realpath(path)

@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 import time
 
 import pytest
@@ -26,7 +25,7 @@ from pysyncobj.journal import MemoryJournal
 
 import pyraftlog
 from pyraftlog.contrib import pysyncobj as contrib
-from pyraftlog.contrib.demo import Store, value_for
+from pyraftlog.contrib.demo import Store, free_ports, value_for
 
 PySyncObjJournal = contrib.PyraftlogJournal
 
@@ -409,19 +408,6 @@ def test_install_patches_and_restores(engine_factory):
 
 
 # ===================================================================== clusters
-
-def free_ports(count):
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
 
 class Cluster:
     """``nodes`` PySyncObj nodes x ``groups`` groups; one engine per node."""
