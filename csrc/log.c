@@ -155,16 +155,39 @@ static int rotate(prl_log *log, uint64_t need) {
     return rc;
 }
 
+/* The record copied into record slot i, or NULL if record i is given by the
+ * arrays; mu held.  Sets *len to its payload length. */
+static int copy_source_locked(prl_log *log, const uint64_t *copies, uint32_t i,
+                             const uint8_t **rec, uint32_t *len) {
+    *rec = NULL;
+    if (!copies || !copies[i]) return 0;
+    int rc = prl_record_at_locked(log, copies[i], rec, len, NULL);
+    if (!rc && ((*rec)[0] < 1 || (*rec)[0] > PRL_REC_MAX)) rc = PRL_E_BAD_POSITION;
+    return rc;
+}
+
 int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
                   const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
-                  const uint32_t *lens, const uint8_t *payload, uint64_t payload_len,
-                  uint32_t flags, uint64_t *lsn_out, uint64_t *positions) {
+                  const uint32_t *lens, const uint64_t *copies, const uint8_t *payload,
+                  uint64_t payload_len, uint32_t flags, uint64_t *lsn_out,
+                  uint64_t *positions) {
     uint64_t total = PRL_BATCH_HEADER_SIZE, sum = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (types[i] < 1 || types[i] > PRL_REC_MAX) return PRL_E_BAD_ARGUMENT;
+    int rc = 0;
+    if (copies) pthread_mutex_lock(&log->mu);
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        const uint8_t *rec;
+        uint32_t len;
+        rc = copy_source_locked(log, copies, i, &rec, &len);
+        if (rc || rec) {
+            total += rec ? prl_record_size(len) : 0;
+            continue;
+        }
+        if (types[i] < 1 || types[i] > PRL_REC_MAX) rc = PRL_E_BAD_ARGUMENT;
         total += prl_record_size(lens[i]);
         sum += lens[i];
     }
+    if (copies) pthread_mutex_unlock(&log->mu);
+    if (rc) return rc;
     if (sum != payload_len) return PRL_E_BAD_ARGUMENT;
     if (total > UINT32_MAX ||
         total > (flags & PRL_WRITE_OVERSIZE ? PRL_MAX_SEGMENT_SIZE - PRL_SEGMENT_HEADER_SIZE
@@ -173,35 +196,52 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
 
     pthread_mutex_lock(&log->write_mu);
     if (log->active && log->active->used + total > log->active->size) {
-        int rc = rotate(log, total);
+        rc = rotate(log, total);
         if (rc) {
             pthread_mutex_unlock(&log->write_mu);
             return rc;
         }
     }
     pthread_mutex_lock(&log->mu);
-    int rc = log->poison ? -log->poison : (log->closed || !log->started) ? PRL_E_CLOSED : 0;
+    rc = log->poison ? -log->poison : (log->closed || !log->started) ? PRL_E_CLOSED : 0;
     uint64_t lag = log->next_lsn - log->durable_lsn;
-    pthread_mutex_unlock(&log->mu);
+    if (!copies || rc) pthread_mutex_unlock(&log->mu);
     if (rc) {
         pthread_mutex_unlock(&log->write_mu);
         return rc;
     }
 
-    /* Only this thread changes active, used and next_lsn (write_mu). */
+    /* Only this thread changes active, used and next_lsn (write_mu).  With
+     * copies, mu stays held while they are copied (as for reads), so their
+     * segments stay mapped. */
     prl_segment *seg = log->active;
     uint64_t lsn = log->next_lsn, start = seg->used;
     uint8_t *dst = seg->base + start;
     uint64_t p = PRL_BATCH_HEADER_SIZE;
     const uint8_t *src = payload;
     for (uint32_t i = 0; i < n; i++) {
-        struct prl_record_header r = {types[i], auxs[i], 0, lens[i], groups[i], indexes[i], terms[i]};
-        memcpy(dst + p, &r, sizeof r);
-        memcpy(dst + p + sizeof r, src, lens[i]);
-        memset(dst + p + sizeof r + lens[i], 0, prl_pad8(lens[i]) - lens[i]);
+        const uint8_t *rec;
+        uint32_t len;
+        rc = copy_source_locked(log, copies, i, &rec, &len);
+        if (rc || (rec && p + prl_record_size(len) > total)) break; /* changed since sized */
+        if (rec) {
+            memcpy(dst + p, rec, prl_record_size(len)); /* header, payload and padding */
+        } else {
+            struct prl_record_header r = {types[i], auxs[i], 0, lens[i], groups[i], indexes[i], terms[i]};
+            len = lens[i];
+            memcpy(dst + p, &r, sizeof r);
+            memcpy(dst + p + sizeof r, src, len);
+            memset(dst + p + sizeof r + len, 0, prl_pad8(len) - len);
+            src += len;
+        }
         positions[i] = seg->seq << 32 | (start + p);
-        src += lens[i];
-        p += prl_record_size(lens[i]);
+        p += prl_record_size(len);
+    }
+    if (copies) pthread_mutex_unlock(&log->mu);
+    if (rc || p != total) {
+        /* nothing published: the header slot at `start` is still the zero end mark */
+        pthread_mutex_unlock(&log->write_mu);
+        return rc ? rc : PRL_E_BAD_POSITION;
     }
     struct prl_batch_header h = {0, (uint32_t)total, lsn, seg->seq, n,
                                  lag > UINT32_MAX ? UINT32_MAX : (uint32_t)lag};

@@ -74,6 +74,10 @@ uint64_t prl_now_ns(void);
 /* table.c: segs[seq - seg_base]; mu held */
 prl_segment *prl_table_lookup_locked(prl_log *log, uint64_t seq);
 int prl_table_insert_locked(prl_log *log, prl_segment *seg);
+/* The record at `pos` (seq << 32 | offset), checked against the written bytes
+ * of its segment: its header at *rec, payload length *len; mu held. */
+int prl_record_at_locked(prl_log *log, uint64_t pos, const uint8_t **rec, uint32_t *len,
+                         prl_segment **segp);
 /* ring.c */
 void *prl_preparer_main(void *log);
 /* A prepared segment for `seq` whose first batch carries `lsn`, or NULL when

@@ -131,14 +131,19 @@ int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offs
 enum { PRL_WRITE_OVERSIZE = 1 }; /* a batch larger than a segment gets a segment of its own */
 
 /* Appends one batch of n records atomically.  Record i has type types[i] and
- * payload lens[i] bytes taken in order from `payload` (payload_len in all).
+ * payload lens[i] bytes taken in order from `payload` (payload_len in all),
+ * unless copies is not NULL and copies[i] != 0: then record i is a verbatim
+ * copy (header and payload) of the record at position copies[i], its array
+ * values are ignored and its payload is not in `payload` (purge rewrites
+ * copy a group's entries this way, without Python touching them).
  * positions[i] = segment seq << 32 | offset of record i's header.  A batch
  * larger than a segment is PRL_E_TOO_LARGE unless flags has
  * PRL_WRITE_OVERSIZE (purge rewrites of large groups). */
 int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
                   const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
-                  const uint32_t *lens, const uint8_t *payload, uint64_t payload_len,
-                  uint32_t flags, uint64_t *lsn /* OUT */, uint64_t *positions /* OUT */);
+                  const uint32_t *lens, const uint64_t *copies, const uint8_t *payload,
+                  uint64_t payload_len, uint32_t flags, uint64_t *lsn /* OUT */,
+                  uint64_t *positions /* OUT */);
 
 /* Reads the headers of records at `positions`: payload lengths and aux bytes. */
 int prl_log_read_meta(prl_log *log, uint32_t n, const uint64_t *positions,

@@ -86,7 +86,7 @@ int prl_log_segment_info(prl_log *log, uint64_t seq, prl_segment_info *out) {
 }
 
 /* The record at `pos`, checked against the segment's written bytes; mu held. */
-static int record_locked(prl_log *log, uint64_t pos, const uint8_t **rec, uint32_t *len,
+int prl_record_at_locked(prl_log *log, uint64_t pos, const uint8_t **rec, uint32_t *len,
                          prl_segment **segp) {
     if (log->closed) return PRL_E_CLOSED;
     prl_segment *s = prl_table_lookup_locked(log, pos >> 32);
@@ -110,7 +110,7 @@ int prl_log_read_meta(prl_log *log, uint32_t n, const uint64_t *positions, uint3
     pthread_mutex_lock(&log->mu);
     for (uint32_t i = 0; i < n && !rc; i++) {
         const uint8_t *rec;
-        rc = record_locked(log, positions[i], &rec, &lens[i], NULL);
+        rc = prl_record_at_locked(log, positions[i], &rec, &lens[i], NULL);
         if (!rc) {
             auxs[i] = rec[offsetof(struct prl_record_header, aux)];
             sum += lens[i];
@@ -128,7 +128,7 @@ int prl_log_read_data(prl_log *log, uint32_t n, const uint64_t *positions, uint8
     for (uint32_t i = 0; i < n && !rc; i++) {
         const uint8_t *rec;
         uint32_t len;
-        rc = record_locked(log, positions[i], &rec, &len, NULL);
+        rc = prl_record_at_locked(log, positions[i], &rec, &len, NULL);
         if (!rc && len > cap) rc = PRL_E_BAD_ARGUMENT;
         if (!rc) {
             memcpy(out, rec + PRL_RECORD_HEADER_SIZE, len);
@@ -147,7 +147,7 @@ static int account(prl_log *log, uint32_t n, const uint64_t *positions, int sign
         const uint8_t *rec;
         uint32_t len;
         prl_segment *s;
-        rc = record_locked(log, positions[i], &rec, &len, &s);
+        rc = prl_record_at_locked(log, positions[i], &rec, &len, &s);
         if (rc) break;
         uint64_t size = prl_record_size(len);
         if (sign > 0) {

@@ -16,8 +16,9 @@ from .types import (
     check_u64,
 )
 
-# operation codes (internal)
-APPEND, HARD_STATE, SNAPSHOT, COMPACT, TRUNCATE, PUT, DELETE, REMOVE, APPEND_MANY = range(9)
+# operation codes (internal); APPEND_COPIES only in purge plans (purge.py)
+APPEND, HARD_STATE, SNAPSHOT, COMPACT, TRUNCATE, PUT, DELETE, REMOVE, APPEND_MANY, \
+    APPEND_COPIES = range(10)
 
 
 class WriteBatch:

@@ -231,10 +231,12 @@ class Engine:
             positions = array("Q", bytes(8 * n))
             lsn = ffi.new("uint64_t *")
             types, auxs, groups, indexes, terms, lens = plan.arrays()
+            copies = plan.copies()
             rc = lib.prl_log_write(
                 self._h, n, _fb("uint8_t[]", types), _fb("uint8_t[]", auxs),
                 _fb("uint64_t[]", groups), _fb("uint64_t[]", indexes),
                 _fb("uint64_t[]", terms), _fb("uint32_t[]", lens),
+                ffi.NULL if copies is None else _fb("uint64_t[]", copies),
                 _fb("uint8_t[]", payload), len(payload),
                 lib.PRL_WRITE_OVERSIZE if oversize else 0, lsn, _fb("uint64_t[]", positions))
             if rc:
@@ -289,8 +291,11 @@ class Engine:
     def _active_seq(self) -> int:
         with self._lock:
             self._check()
-            lib.prl_log_stats(self._h, self._stats_buf)
-            return int(self._stats_buf.active_seq)
+            return self._active_seq_locked()
+
+    def _active_seq_locked(self) -> int:
+        lib.prl_log_stats(self._h, self._stats_buf)
+        return int(self._stats_buf.active_seq)
 
     def sync(self) -> None:
         """Block until everything written so far is durable."""
@@ -382,13 +387,8 @@ class Engine:
             return []
         pos = st.positions[lo - st.base_index - 1:hi - st.base_index - 1]
         n = len(pos)
-        lens = array("I", bytes(4 * n))
-        auxs = array("B", bytes(n))
-        total = ffi.new("uint64_t *")
         pbuf = _fb("uint64_t[]", pos)
-        check(lib.prl_log_read_meta(self._h, n, pbuf, _fb("uint32_t[]", lens),
-                                    _fb("uint8_t[]", auxs), total), "read")
-        size = int(total[0])
+        lens, auxs, size = self._read_meta_locked(pbuf, n)
         if max_size is not None and size > max_size:
             acc = 0
             for k, ln in enumerate(lens):
@@ -406,6 +406,21 @@ class Engine:
         # tuple.__new__ skips the NamedTuple's Python-level __new__ (fields are checked)
         return list(map(_new_entry, zip(range(lo, lo + n), terms, datas, auxs[:n])))
 
+    def _read_meta_locked(self, pbuf: Any, n: int) -> Tuple[array[int], array[int], int]:
+        """Payload lengths, aux bytes and total payload of the n records at
+        the positions in `pbuf`."""
+        lens = array("I", bytes(4 * n))
+        auxs = array("B", bytes(n))
+        total = ffi.new("uint64_t *")
+        check(lib.prl_log_read_meta(self._h, n, pbuf, _fb("uint32_t[]", lens),
+                                    _fb("uint8_t[]", auxs), total), "read")
+        return lens, auxs, int(total[0])
+
+    def _entry_lens_locked(self, st: GroupState) -> "np.ndarray":
+        """Payload lengths of all of a group's entries (for a purge rewrite)."""
+        lens = self._read_meta_locked(_fb("uint64_t[]", st.positions), len(st.positions))[0]
+        return np.frombuffer(lens, np.uint32)
+
     def terms(self, group: int, lo: int, hi: int) -> "np.ndarray":
         """Terms of entries [lo, hi) as a numpy uint64 array, without Entry
         objects or reading the log; the same range rules as `entries`."""
@@ -415,10 +430,7 @@ class Engine:
             st = self._range_locked(group, lo, hi)
             if lo == hi or st is None:
                 return np.zeros(0, np.uint64)
-            starts = np.frombuffer(st.run_starts, np.uint64).copy()
-            terms = np.frombuffer(st.run_terms, np.uint64).copy()
-        j = np.searchsorted(starts, np.arange(lo, hi, dtype=np.uint64), side="right") - 1
-        return terms[j]
+            return st.term_array(lo, hi)
 
     def initial_state(self, group: int) -> Tuple[HardState, ConfState]:
         with self._lock:

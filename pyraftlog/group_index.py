@@ -78,12 +78,29 @@ class GroupState:
             j += 1
         return out
 
+    def term_array(self, lo: int, hi: int) -> "np.ndarray":
+        """Terms of entries [lo, hi) as a numpy uint64 array, checked by the caller."""
+        starts = np.frombuffer(self.run_starts, np.uint64)
+        j = np.searchsorted(starts, np.arange(lo, hi, dtype=np.uint64), side="right") - 1
+        return np.frombuffer(self.run_terms, np.uint64)[j]
+
     def pins(self) -> List[int]:
         """Positions of the records other than entries this group still needs."""
         out = [p for p in {self.hs_pos, self.snap_pos, self.base_pos} if p not in (None, GUESSED)]
         if self.kv:
             out.extend(p for _, p in self.kv.values())
         return out
+
+    def oldest_position(self) -> Optional[int]:
+        """Position of the oldest record this group needs (None: none)."""
+        m = self.positions[0] if self.positions else None
+        for p in (self.hs_pos, self.snap_pos, self.base_pos):
+            if p is not None and p != GUESSED and (m is None or p < m):
+                m = p
+        if self.kv:
+            k = min(p for _, p in self.kv.values())
+            m = k if m is None else min(m, k)
+        return m
 
     def nbytes(self) -> int:
         return (sys.getsizeof(self) + sys.getsizeof(self.positions) +

@@ -12,6 +12,8 @@ from __future__ import annotations
 from array import array
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from . import batch as B
 from . import record as R
 from .errors import CompactedError, SnapshotOutOfDateError
@@ -86,7 +88,7 @@ class Plan:
     Ops to apply afterwards."""
 
     __slots__ = ("types", "auxs", "groups", "indexes", "terms", "lens", "payloads", "ops",
-                 "snapshot_files", "size")
+                 "snapshot_files", "size", "copy_lo", "copy_src")
 
     def __init__(self) -> None:
         # plain lists while planning (list.append is the cheapest), turned into
@@ -101,6 +103,9 @@ class Plan:
         self.ops: List[Op] = []
         self.snapshot_files: List[Tuple[int, int, bytes]] = []  # (group, file_id, data)
         self.size = R.BATCH_HEADER_SIZE
+        # records copy_lo.. are verbatim copies of the records at copy_src
+        self.copy_lo = 0
+        self.copy_src: Optional[array[int]] = None
 
     def add(self, rtype: int, group: int, index: int = 0, term: int = 0, payload: bytes = b"",
             aux: int = 0) -> int:
@@ -116,10 +121,32 @@ class Plan:
         self.size += R.record_size(len(payload))
         return len(self.types) - 1
 
+    def add_copies(self, positions: array[int], lens: "np.ndarray") -> int:
+        """Records that copy the records at `positions` (payload lengths
+        `lens`) verbatim: C copies them, Python never sees their bytes.  One
+        run of copies per plan.  Returns the first one's record number."""
+        assert self.copy_src is None
+        n = len(positions)
+        lo = self.copy_lo = len(self.types)
+        self.copy_src = array("Q", positions)
+        zeros = [0] * n  # ignored by the writer for copies
+        for column in (self.types, self.auxs, self.groups, self.indexes, self.terms, self.lens):
+            column.extend(zeros)
+        self.size += R.RECORD_HEADER_SIZE * n + int(((lens.astype(np.int64) + 7) & ~7).sum())
+        return lo
+
     def arrays(self) -> Tuple[array[int], array[int], array[int], array[int], array[int],
                               array[int]]:
         return (array("B", self.types), array("B", self.auxs), array("Q", self.groups),
                 array("Q", self.indexes), array("Q", self.terms), array("I", self.lens))
+
+    def copies(self) -> Optional[array[int]]:
+        """copies[k]: position record k copies, or 0 (for prl_log_write)."""
+        if self.copy_src is None:
+            return None
+        out = array("Q", bytes(8 * len(self.types)))
+        out[self.copy_lo:self.copy_lo + len(self.copy_src)] = self.copy_src
+        return out
 
 
 def plan_batch(index: GroupIndex, wb: "B.WriteBatch", next_lsn: Callable[[], int],
@@ -281,6 +308,9 @@ def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array[i
                 st.append_one(op[2], op[3][0], positions[op[4]])  # the Ready-loop case
             else:
                 st.append(op[2], op[3], positions[op[4]:op[5]], release)
+        elif kind == B.APPEND_COPIES:  # terms as a numpy array
+            index.get_or_create(g).append_bulk(
+                op[2], op[3], np.frombuffer(positions, np.uint64)[op[4]:op[5]], release)
         elif kind == B.HARD_STATE:
             index.get_or_create(g).set_hard_state(op[2], positions[op[3]], release)
         elif kind == B.SNAPSHOT:

@@ -17,9 +17,13 @@ be rewritten (it is counted in stats()["purge_skipped_groups"]).  Each group's r
 the engine lock only for that group, so foreground writes interleave."""
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple
+import time
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+
+import numpy as np
 
 from . import batch as B
 from . import record as R
@@ -32,16 +36,82 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyraftlog")
 
 
+PIN_SLICE = 128  # groups refreshed per engine-lock hold (~0.1 ms)
+PAUSE = 1e-4  # seconds the purger sleeps between lock holds
+
+
+def _pause() -> None:
+    """Let go of the GIL long enough for a waiting thread to take it.
+
+    A thread waiting for the GIL gets it from a busy thread only after the
+    switch interval (5 ms); the purger must not make a foreground write
+    wait that long, so it sleeps briefly after each step instead (a sleep of
+    0 would hand the GIL back to the purger at once)."""
+    time.sleep(PAUSE)
+
+
 def oldest_seq(st: GroupState) -> int:
     """The oldest segment holding a record this group needs."""
-    seqs = [p >> 32 for p in st.pins()]
-    if st.positions:
-        seqs.append(st.positions[0] >> 32)
-    return min(seqs) if seqs else 1 << 64
+    p = st.oldest_position()
+    return 1 << 64 if p is None else p >> 32
 
 
-def rewrite_plan(g: int, st: GroupState, entries: Sequence[Tuple[int, int, bytes, int]]) -> Plan:
-    """The batch that rewrites group g's whole state (see the module doc)."""
+class PinQueue:
+    """Finds the groups pinning a segment without looking at every group
+    each time, in slices.
+
+    Every write goes to the head of the log, so a group's oldest needed
+    record only ever moves forward, and a group that has none gets its first
+    at the head or later.  The queue keeps, for every group it has seen, a
+    lower bound of the segment of its oldest record (a heap); a search for
+    the pinners of segment `seq` refreshes only the groups whose bound is at
+    most `seq`, plus the groups that appeared since, `limit` groups per
+    call, so the caller can let go of the engine lock and the GIL between
+    slices.  Engine lock held by the caller of each method."""
+
+    def __init__(self) -> None:
+        self._heap: List[Tuple[int, int]] = []  # (lower bound of oldest seq, group)
+        self._known: Set[int] = set()
+        self._held: List[Tuple[int, int]] = []  # pinners found by the current search
+
+    def start(self, groups: Dict[int, GroupState], head: int) -> None:
+        """Begins a search; `head`: the active segment (where an empty
+        group's first record will go)."""
+        heap = self._heap
+        for item in self._held:
+            heapq.heappush(heap, item)
+        self._held = []
+        for g in groups.keys() - self._known:
+            self._known.add(g)
+            heapq.heappush(heap, (min(oldest_seq(groups[g]), head), g))
+
+    def step(self, groups: Dict[int, GroupState], seq: int, head: int,
+             limit: int) -> Tuple[List[int], bool]:
+        """Up to `limit` groups refreshed: (groups whose oldest needed record
+        is in segment `seq` or older, whether the search goes on)."""
+        heap = self._heap
+        found: List[int] = []
+        for _ in range(limit):
+            if not heap or heap[0][0] > seq:
+                return found, False
+            _, g = heapq.heappop(heap)
+            st = groups.get(g)
+            if st is None:
+                self._known.discard(g)
+                continue
+            now = min(oldest_seq(st), head)
+            if now <= seq:
+                self._held.append((now, g))  # back in the heap when the next search starts
+                found.append(g)
+            else:
+                heapq.heappush(heap, (now, g))
+        return found, bool(heap) and heap[0][0] <= seq
+
+
+def rewrite_plan(g: int, st: GroupState, entry_lens: "np.ndarray") -> Plan:
+    """The batch that rewrites group g's whole state (see the module doc);
+    its entries are verbatim copies of their records (payload lengths
+    `entry_lens`), made by C."""
     plan = Plan()
     plan.ops.append((B.REMOVE, g, plan.add(R.REMOVE_GROUP, g)))
     meta = st.snap_meta
@@ -53,11 +123,11 @@ def rewrite_plan(g: int, st: GroupState, entries: Sequence[Tuple[int, int, bytes
     if st.base_index and (st.snap_pos is None or st.base_index != meta.index):
         rec = plan.add(R.COMPACT, g, st.base_index, st.base_term)
         plan.ops.append((B.COMPACT, g, st.base_index, st.base_term, rec))
-    if entries:
-        lo = len(plan.types)
-        for index, term, data, etype in entries:
-            plan.add(R.ENTRY, g, index, term, data, etype)
-        plan.ops.append((B.APPEND, g, entries[0][0], [e[1] for e in entries], lo, len(plan.types)))
+    if st.positions:
+        lo = plan.add_copies(st.positions, entry_lens)
+        first = st.base_index + 1
+        plan.ops.append((B.APPEND_COPIES, g, first, st.term_array(first, st.last_index + 1),
+                         lo, len(plan.types)))
     if st.hs_pos is not None:
         hs = st.hard_state
         rec = plan.add(R.HARD_STATE, g, hs.commit, hs.term, R.encode_hard_state(hs))
@@ -83,6 +153,7 @@ class Purger:
         self._thread: Optional[threading.Thread] = None
         self._mu = threading.Lock()  # one purge at a time
         self._start_lock = threading.Lock()
+        self._pins = PinQueue()
 
     def kick(self) -> None:
         """Wake the background purger (started on first use).  Called by
@@ -149,20 +220,29 @@ class Purger:
 
     def _rewrite_pinners(self, seq: int, budget: Optional[int]) -> int:
         eng = self.engine
+        pinners: List[int] = []
+        more = True
         with eng._lock:
             eng._check()
-            pinners = [g for g, st in eng._index.groups.items() if oldest_seq(st) == seq]
+            self._pins.start(eng._index.groups, eng._active_seq_locked())
+        while more:
+            _pause()
+            with eng._lock:
+                eng._check()
+                found, more = self._pins.step(eng._index.groups, seq, eng._active_seq_locked(),
+                                              PIN_SLICE)
+            pinners += found
         done = 0
         for g in pinners:
             if budget is not None and done >= budget:
                 break
+            _pause()
             with eng._lock:  # one group at a time: foreground writes interleave
                 eng._check()
                 st = eng._index.get(g)
                 if st is None or oldest_seq(st) != seq:
                     continue
-                entries = eng._read_entries_locked(st, st.base_index + 1, st.last_index + 1)
-                plan = rewrite_plan(g, st, entries)
+                plan = rewrite_plan(g, st, eng._entry_lens_locked(st))
                 if plan.size > R.MAX_SEGMENT_SIZE - R.SEGMENT_HEADER_SIZE:
                     self.skipped_groups += 1
                     log.warning("pyraftlog: group %d holds %d live bytes, more than the largest "
