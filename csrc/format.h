@@ -71,6 +71,12 @@
  *   KV_PUT      u32 key_len, key, value
  *   KV_DELETE   key
  *   REMOVE_GROUP empty
+ *   STAGE       the entry's data (a copy of an ENTRY    index, term: the entry's
+ *               record, staged by a purge rewrite; it
+ *               counts only once an ADOPT names it)
+ *   ADOPT       u64 last, u64 stage_pos: the group's   index: first adopted
+ *               entries index..last are the STAGE records of this group at
+ *               positions >= stage_pos (a purge rewrite's final batch)
  */
 #ifndef PRL_FORMAT_H
 #define PRL_FORMAT_H
@@ -98,7 +104,9 @@ enum prl_record_type {
     PRL_REC_KV_PUT = 6,
     PRL_REC_KV_DELETE = 7,
     PRL_REC_REMOVE_GROUP = 8,
-    PRL_REC_MAX = 8
+    PRL_REC_STAGE = 9,
+    PRL_REC_ADOPT = 10,
+    PRL_REC_MAX = 10
 };
 
 struct prl_segment_header {

@@ -178,11 +178,12 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
         const uint8_t *rec;
         uint32_t len;
         rc = copy_source_locked(log, copies, i, &rec, &len);
+        if (!rc && types[i] > PRL_REC_MAX) rc = PRL_E_BAD_ARGUMENT;
         if (rc || rec) {
             total += rec ? prl_record_size(len) : 0;
             continue;
         }
-        if (types[i] < 1 || types[i] > PRL_REC_MAX) rc = PRL_E_BAD_ARGUMENT;
+        if (types[i] < 1) rc = PRL_E_BAD_ARGUMENT;
         total += prl_record_size(lens[i]);
         sum += lens[i];
     }
@@ -226,6 +227,7 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
         if (rc || (rec && p + prl_record_size(len) > total)) break; /* changed since sized */
         if (rec) {
             memcpy(dst + p, rec, prl_record_size(len)); /* header, payload and padding */
+            if (types[i]) dst[p] = types[i];            /* retyped (a staged entry) */
         } else {
             struct prl_record_header r = {types[i], auxs[i], 0, lens[i], groups[i], indexes[i], terms[i]};
             len = lens[i];

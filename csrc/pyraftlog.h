@@ -133,9 +133,10 @@ enum { PRL_WRITE_OVERSIZE = 1 }; /* a batch larger than a segment gets a segment
 /* Appends one batch of n records atomically.  Record i has type types[i] and
  * payload lens[i] bytes taken in order from `payload` (payload_len in all),
  * unless copies is not NULL and copies[i] != 0: then record i is a verbatim
- * copy (header and payload) of the record at position copies[i], its array
- * values are ignored and its payload is not in `payload` (purge rewrites
- * copy a group's entries this way, without Python touching them).
+ * copy (header and payload) of the record at position copies[i], retyped to
+ * types[i] unless that is 0; its other array values are ignored and its
+ * payload is not in `payload` (purge rewrites copy a group's entries this
+ * way, without Python touching them).
  * positions[i] = segment seq << 32 | offset of record i's header.  A batch
  * larger than a segment is PRL_E_TOO_LARGE unless flags has
  * PRL_WRITE_OVERSIZE (purge rewrites of large groups). */

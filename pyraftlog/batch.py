@@ -16,9 +16,10 @@ from .types import (
     check_u64,
 )
 
-# operation codes (internal); APPEND_COPIES only in purge plans (purge.py)
+# operation codes (internal); APPEND_COPIES, STAGE and ADOPT only in purge
+# rewrites (purge.py)
 APPEND, HARD_STATE, SNAPSHOT, COMPACT, TRUNCATE, PUT, DELETE, REMOVE, APPEND_MANY, \
-    APPEND_COPIES = range(10)
+    APPEND_COPIES, STAGE, ADOPT = range(12)
 
 
 class WriteBatch:

@@ -228,7 +228,7 @@ def decode_payload(rtype: int, aux: int, index: int, term: int, payload: bytes, 
     """(JSON fields, one line of text) for a record's payload; entry data
     arrives cut to `limit` bytes of `full`."""
     try:
-        if rtype == R.ENTRY:
+        if rtype in (R.ENTRY, R.STAGE):
             return ({"entry_type": aux, "data_hex": payload.hex(),
                      "data_truncated": len(payload) < full},
                     f"type={aux} data={short_bytes(payload, limit, full)}")
@@ -253,6 +253,10 @@ def decode_payload(rtype: int, aux: int, index: int, term: int, payload: bytes, 
             return {"key_hex": key.hex(), "value_hex": value.hex()}, text
         if rtype == R.KV_DELETE:
             return {"key_hex": payload.hex()}, f"key={short_bytes(payload, limit, full)}"
+        if rtype == R.ADOPT:
+            last, stage_pos = R.decode_adopt(payload)
+            return ({"last": last, "stage_pos": stage_pos},
+                    f"last={last} stage_pos={stage_pos >> 32:x}:{stage_pos & 0xffffffff}")
         if payload:
             raise ValueError(f"unexpected {full}-byte payload")
         return {}, ""
@@ -289,7 +293,7 @@ class Dumper:
             g, i, term = int(sc.r_group[k]), int(sc.r_index[k]), int(sc.r_term[k])
             off, ln, lsn = int(sc.r_off[k]), int(sc.r_len[k]), int(lsns[k])
             start = off + R.RECORD_HEADER_SIZE
-            cut = ln if self.limit < 0 or t != R.ENTRY else min(ln, self.limit)
+            cut = ln if self.limit < 0 or t not in (R.ENTRY, R.STAGE) else min(ln, self.limit)
             fields, text = decode_payload(t, aux, i, term, bytes(mem[start:start + cut]),
                                           self.limit, ln)
             self.count += 1

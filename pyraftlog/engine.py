@@ -43,6 +43,7 @@ from .types import EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, check_
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_PURGE_THRESHOLD = 8 << 30
+DEFAULT_PURGE_BATCH_BYTES = 64 << 10  # (at most a quarter of a segment)
 _PAGE = os.sysconf("SC_PAGESIZE")
 _EMPTY_HS = HardState()
 _EMPTY_CS = ConfState()
@@ -84,6 +85,7 @@ class Engine:
                  purge_threshold: int = DEFAULT_PURGE_THRESHOLD,
                  min_sync_interval: float = 0.0, sync: bool = True,
                  prepare_ahead: int = 2, max_free_segments: Optional[int] = None,
+                 purge_batch_bytes: Optional[int] = None,
                  progress: Optional[Callable[[int, int], None]] = None):
         self._closed = True
         self._forked = False
@@ -109,6 +111,12 @@ class Engine:
             max_free_segments, "max_free_segments")
         if not prepare_ahead <= pool_max <= 1024:
             raise ValueError("max_free_segments must be between prepare_ahead and 1024")
+        if purge_batch_bytes is None:
+            purge_batch_bytes = min(DEFAULT_PURGE_BATCH_BYTES, seg // 4)
+        purge_batch_bytes = check_u64(purge_batch_bytes, "purge_batch_bytes")
+        if not 1 <= purge_batch_bytes <= seg // 2:
+            raise ValueError(f"purge_batch_bytes must be between 1 and half the segment_size "
+                             f"({seg // 2}), got {purge_batch_bytes}")
         self.segment_size = seg
         self.recovery_mode = recovery_mode
         self.sync_enabled = sync
@@ -148,7 +156,7 @@ class Engine:
         self._lock = threading.Lock()
         self._pending_deletes: Deque[Tuple[int, int, int]] = deque()  # (lsn, group, file_id)
         self._stats_buf = ffi.new("prl_stats *")
-        self._purger = Purger(self)
+        self._purger = Purger(self, purge_batch_bytes)
         self._kicked_at = 0  # disk use when the purger was last woken
         self._closed = False
         _live_engines.add(self)
@@ -212,7 +220,9 @@ class Engine:
                                  f"{self.segment_size} bytes (raise segment_size)")
             ticket = Ticket(self._core, self._write_plan_locked(plan))
         disk = lib.prl_log_disk_bytes(self._h)
-        if disk > self.purge_threshold and disk != self._kicked_at:
+        if disk <= self.purge_threshold:
+            self._kicked_at = 0
+        elif disk != self._kicked_at:
             # once per change of disk use (segments come and go), not per write
             self._kicked_at = disk
             self._purger.kick()
@@ -415,6 +425,12 @@ class Engine:
         check(lib.prl_log_read_meta(self._h, n, pbuf, _fb("uint32_t[]", lens),
                                     _fb("uint8_t[]", auxs), total), "read")
         return lens, auxs, int(total[0])
+
+    def _drop_staged_locked(self, group: int) -> None:
+        """A purge rewrite given up: its staged records are not needed."""
+        dead = array("Q", self._index.drop_staged(group))
+        if dead and not self._closed:
+            check(lib.prl_log_release(self._h, len(dead), _fb("uint64_t[]", dead)), "release")
 
     def _entry_lens_locked(self, st: GroupState) -> "np.ndarray":
         """Payload lengths of all of a group's entries (for a purge rewrite)."""

@@ -282,10 +282,54 @@ class GroupState:
 
 
 class GroupIndex:
-    """All groups: group id -> GroupState."""
+    """All groups: group id -> GroupState; and the entries a purge rewrite
+    has staged for a group but not yet adopted (purge.py)."""
 
     def __init__(self) -> None:
         self.groups: Dict[int, GroupState] = {}
+        # group -> runs of STAGE records: (first index, terms, positions)
+        self.staged: Dict[int, List[Tuple[int, "np.ndarray", "np.ndarray"]]] = {}
+
+    def stage(self, group: int, start: int, terms: "np.ndarray", positions: "np.ndarray") -> None:
+        self.staged.setdefault(group, []).append((start, terms, positions))
+
+    def staged_from(self, group: int) -> int:
+        """Position of the first staged record of `group`."""
+        return int(self.staged[group][0][2][0])
+
+    def adopt(self, group: int, first: int, last: int, stage_pos: int,
+              release: array[int]) -> None:
+        """An ADOPT record: entries first..last of `group` (just removed and
+        given its base by the same batch) are the STAGE records at positions
+        >= stage_pos.  Every other staged record of the group is released.
+
+        Replay may find only some of them: a STAGE record's segment is
+        recycled once the entry it holds is gone (compacted, say, by a later
+        record), oldest first.  Then the longest run up to `last` is
+        adopted above a guessed base (see GroupState._replay_prepare); the
+        records that removed the rest follow in the log."""
+        runs = self.staged.pop(group, [])
+        if not runs:
+            return
+        idx = np.concatenate([np.arange(s, s + len(t), dtype=np.uint64) for s, t, _ in runs])
+        terms = np.concatenate([t for _, t, _ in runs])
+        pos = np.concatenate([p for _, _, p in runs])
+        take = (pos >= np.uint64(stage_pos)) & (idx >= np.uint64(first)) & (idx <= np.uint64(last))
+        k = np.flatnonzero(take)
+        if len(k) and int(idx[k[-1]]) == last:
+            gaps = np.flatnonzero(idx[k[1:]] != idx[k[:-1]] + np.uint64(1))
+            k = k[int(gaps[-1]) + 1:] if len(gaps) else k
+            take[:] = False
+            take[k] = True
+            self.get_or_create(group).append_bulk(int(idx[k[0]]), terms[k], pos[k], release)
+        else:
+            take[:] = False
+        release.extend(pos[~take].tolist())
+
+    def drop_staged(self, group: int) -> List[int]:
+        """Forgets the group's staged records (a rewrite given up); returns
+        their positions."""
+        return [int(p) for _, _, ps in self.staged.pop(group, []) for p in ps]
 
     def get(self, group: int) -> Optional[GroupState]:
         return self.groups.get(group)

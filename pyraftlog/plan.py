@@ -121,16 +121,18 @@ class Plan:
         self.size += R.record_size(len(payload))
         return len(self.types) - 1
 
-    def add_copies(self, positions: array[int], lens: "np.ndarray") -> int:
+    def add_copies(self, positions: array[int], lens: "np.ndarray", retype: int = 0) -> int:
         """Records that copy the records at `positions` (payload lengths
-        `lens`) verbatim: C copies them, Python never sees their bytes.  One
-        run of copies per plan.  Returns the first one's record number."""
+        `lens`) verbatim, with type `retype` if not 0: C copies them, Python
+        never sees their bytes.  One run of copies per plan.  Returns the
+        first one's record number."""
         assert self.copy_src is None
         n = len(positions)
         lo = self.copy_lo = len(self.types)
         self.copy_src = array("Q", positions)
         zeros = [0] * n  # ignored by the writer for copies
-        for column in (self.types, self.auxs, self.groups, self.indexes, self.terms, self.lens):
+        self.types.extend([retype] * n)
+        for column in (self.auxs, self.groups, self.indexes, self.terms, self.lens):
             column.extend(zeros)
         self.size += R.RECORD_HEADER_SIZE * n + int(((lens.astype(np.int64) + 7) & ~7).sum())
         return lo
@@ -311,6 +313,12 @@ def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array[i
         elif kind == B.APPEND_COPIES:  # terms as a numpy array
             index.get_or_create(g).append_bulk(
                 op[2], op[3], np.frombuffer(positions, np.uint64)[op[4]:op[5]], release)
+        elif kind == B.STAGE:
+            index.stage(g, op[2], np.asarray(op[3], np.uint64),
+                        np.frombuffer(positions, np.uint64)[op[4]:op[5]].copy())
+        elif kind == B.ADOPT:
+            index.adopt(g, op[2], op[3], op[4], release)
+            release.append(positions[op[5]])
         elif kind == B.HARD_STATE:
             index.get_or_create(g).set_hard_state(op[2], positions[op[3]], release)
         elif kind == B.SNAPSHOT:

@@ -21,6 +21,7 @@ import heapq
 import logging
 import threading
 import time
+from array import array
 from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 import numpy as np
@@ -29,6 +30,7 @@ from . import batch as B
 from . import record as R
 from .group_index import GroupState
 from .plan import Plan
+from .ticket import Ticket
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -108,10 +110,13 @@ class PinQueue:
         return found, bool(heap) and heap[0][0] <= seq
 
 
-def rewrite_plan(g: int, st: GroupState, entry_lens: "np.ndarray") -> Plan:
-    """The batch that rewrites group g's whole state (see the module doc);
-    its entries are verbatim copies of their records (payload lengths
-    `entry_lens`), made by C."""
+def rewrite_plan(g: int, st: GroupState, entry_lens: "np.ndarray",
+                 adopt: Optional[Tuple[int, int]] = None) -> Plan:
+    """The batch that rewrites group g's whole state (see the module doc).
+    Its entries are verbatim copies of their records (payload lengths
+    `entry_lens`), made by C; with adopt = (last, stage_pos), entries up to
+    `last` are not copied but adopted from the STAGE records at positions >=
+    stage_pos, written before."""
     plan = Plan()
     plan.ops.append((B.REMOVE, g, plan.add(R.REMOVE_GROUP, g)))
     meta = st.snap_meta
@@ -123,9 +128,16 @@ def rewrite_plan(g: int, st: GroupState, entry_lens: "np.ndarray") -> Plan:
     if st.base_index and (st.snap_pos is None or st.base_index != meta.index):
         rec = plan.add(R.COMPACT, g, st.base_index, st.base_term)
         plan.ops.append((B.COMPACT, g, st.base_index, st.base_term, rec))
-    if st.positions:
-        lo = plan.add_copies(st.positions, entry_lens)
-        first = st.base_index + 1
+    first = st.base_index + 1
+    if adopt is not None:
+        last, stage_pos = adopt
+        rec = plan.add(R.ADOPT, g, first, 0, R.encode_adopt(last, stage_pos))
+        plan.ops.append((B.ADOPT, g, first, last, stage_pos, rec))
+        first = last + 1
+    if first <= st.last_index:
+        k = first - st.base_index - 1
+        # retyped: an entry adopted by an earlier rewrite lives in a STAGE record
+        lo = plan.add_copies(st.positions[k:], entry_lens[k:], retype=R.ENTRY)
         plan.ops.append((B.APPEND_COPIES, g, first, st.term_array(first, st.last_index + 1),
                          lo, len(plan.types)))
     if st.hs_pos is not None:
@@ -138,11 +150,37 @@ def rewrite_plan(g: int, st: GroupState, entry_lens: "np.ndarray") -> Plan:
     return plan
 
 
+def chunks(lens: "np.ndarray", limit: int) -> List[Tuple[int, int]]:
+    """[lo, hi) ranges of records whose sizes (payload lengths `lens`) add
+    up to about `limit` bytes each, at least one record each."""
+    ends = np.cumsum(R.RECORD_HEADER_SIZE + ((lens.astype(np.int64) + 7) & ~7))
+    out, lo = [], 0
+    while lo < len(lens):
+        base = int(ends[lo - 1]) if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, base + limit, side="right")))
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def unchanged(st: Optional[GroupState], first: int, positions: "np.ndarray", lo: int,
+              hi: int) -> bool:
+    """Entries first+lo .. first+hi-1 that group state `st` still holds are
+    at `positions[lo:hi]` (the records staged from them are still them)."""
+    if st is None:
+        return False
+    a, b = max(first + lo, st.base_index + 1), min(first + hi - 1, st.last_index)
+    if a > b:
+        return True
+    cur = np.frombuffer(st.positions, np.uint64)[a - st.base_index - 1:b - st.base_index]
+    return bool(np.array_equal(cur, positions[a - first:b - first + 1]))
+
+
 class Purger:
     """Runs purge steps: on demand (`Engine.purge`) and from a background
     thread woken by writes once disk use passes the threshold."""
 
-    def __init__(self, engine: "Engine"):
+    def __init__(self, engine: "Engine", stage_bytes: int):
         self.engine = engine
         self.rewritten_bytes = 0
         self.rewritten_groups = 0
@@ -154,6 +192,7 @@ class Purger:
         self._mu = threading.Lock()  # one purge at a time
         self._start_lock = threading.Lock()
         self._pins = PinQueue()
+        self.stage_bytes = stage_bytes
 
     def kick(self) -> None:
         """Wake the background purger (started on first use).  Called by
@@ -236,22 +275,74 @@ class Purger:
         for g in pinners:
             if budget is not None and done >= budget:
                 break
-            _pause()
-            with eng._lock:  # one group at a time: foreground writes interleave
-                eng._check()
-                st = eng._index.get(g)
-                if st is None or oldest_seq(st) != seq:
-                    continue
-                plan = rewrite_plan(g, st, eng._entry_lens_locked(st))
-                if plan.size > R.MAX_SEGMENT_SIZE - R.SEGMENT_HEADER_SIZE:
-                    self.skipped_groups += 1
-                    log.warning("pyraftlog: group %d holds %d live bytes, more than the largest "
-                                "segment; it cannot be rewritten and pins segment %d",
-                                g, plan.size, seq)
-                    continue
-                # a group larger than a segment goes into a segment of its own
-                eng._write_plan_locked(plan, oversize=True)
-                done += plan.size
-                self.rewritten_bytes += plan.size
+            n = self._rewrite_group(g, seq)
+            done += n
+            if n:
+                self.rewritten_bytes += n
                 self.rewritten_groups += 1
         return done
+
+    def _rewrite_group(self, g: int, seq: int) -> int:
+        """Rewrites group g if it still pins segment `seq`; returns the bytes
+        written.  A group whose entries take more than stage_bytes is staged
+        first, stage_bytes per batch (each durable before the next), so its
+        rewrite never holds the engine lock, or delays the next sync, by more
+        than one small batch; the final batch then adopts the staged entries
+        if they are still the group's, and copies what came after them."""
+        eng = self.engine
+        _pause()
+        with eng._lock:
+            eng._check()
+            st = eng._index.get(g)
+            if st is None or oldest_seq(st) > seq:
+                return 0
+            lens = eng._entry_lens_locked(st)
+            if int(lens.sum()) + R.RECORD_HEADER_SIZE * len(lens) <= self.stage_bytes:
+                plan = rewrite_plan(g, st, lens)
+                eng._write_plan_locked(plan, oversize=True)
+                return plan.size
+            first = st.base_index + 1
+            positions = np.frombuffer(st.positions, np.uint64).copy()
+            terms = st.term_array(first, st.last_index + 1)
+        done = 0
+        adopted = False
+        try:
+            for lo, hi in chunks(lens, self.stage_bytes):
+                _pause()
+                with eng._lock:
+                    eng._check()
+                    st = eng._index.get(g)
+                    if not unchanged(st, first, positions, lo, hi):
+                        return done  # truncated or removed meanwhile: a later purge retries
+                    assert st is not None
+                    lo = max(lo, st.base_index + 1 - first)  # compacted meanwhile: gone
+                    if lo >= hi:
+                        continue
+                    plan = Plan()
+                    k = plan.add_copies(array("Q", positions[lo:hi].tobytes()), lens[lo:hi],
+                                        retype=R.STAGE)
+                    plan.ops.append((B.STAGE, g, first + lo, terms[lo:hi], k, len(plan.types)))
+                    lsn = eng._write_plan_locked(plan, oversize=True)
+                    done += plan.size
+                Ticket(eng._core, lsn).wait()  # paced: one staged batch per sync at most
+            _pause()
+            with eng._lock:
+                eng._check()
+                st = eng._index.get(g)
+                last = first + len(positions) - 1
+                if st is None or not unchanged(st, first, positions, 0, len(positions)):
+                    return done
+                # adopt the staged entries the group still holds, from its
+                # first; if it was compacted past them all, copy it whole
+                a, b = st.base_index + 1, min(last, st.last_index)
+                adopt = (b, eng._index.staged_from(g)) if first <= a <= b else None
+                plan = rewrite_plan(g, st, eng._entry_lens_locked(st), adopt)
+                if plan.size > R.MAX_SEGMENT_SIZE - R.SEGMENT_HEADER_SIZE:
+                    return done
+                eng._write_plan_locked(plan, oversize=True)
+                adopted = adopt is not None  # else the finally below releases them
+                return done + plan.size
+        finally:
+            if not adopted:
+                with eng._lock:
+                    eng._drop_staged_locked(g)

@@ -25,9 +25,11 @@ TRUNCATE = 5
 KV_PUT = 6
 KV_DELETE = 7
 REMOVE_GROUP = 8
+STAGE = 9   # a copy of an entry, staged by a purge rewrite (purge.py)
+ADOPT = 10  # a purge rewrite's final batch takes its staged entries
 NAMES = {ENTRY: "entry", HARD_STATE: "hard_state", SNAPSHOT: "snapshot", COMPACT: "compact",
          TRUNCATE: "truncate", KV_PUT: "kv_put", KV_DELETE: "kv_delete",
-         REMOVE_GROUP: "remove_group"}
+         REMOVE_GROUP: "remove_group", STAGE: "stage", ADOPT: "adopt"}
 
 SEGMENT_HEADER = struct.Struct("<8sIIQQQ20sI")
 BATCH_HEADER = struct.Struct("<IIQQII")
@@ -35,6 +37,7 @@ RECORD_HEADER = struct.Struct("<BBHIQQQ")
 _VOTE = struct.Struct("<Q")
 _SNAP = struct.Struct("<QQIIIIII")  # data_size, file_id, data_crc, 4 list lengths, auto_leave
 _KEYLEN = struct.Struct("<I")
+_ADOPT = struct.Struct("<QQ")  # last adopted index, position of the first staged record
 
 
 def record_size(payload_len: int) -> int:
@@ -83,3 +86,15 @@ def decode_kv(payload: Union[bytes, memoryview]) -> Tuple[bytes, bytes]:
     if n > len(payload) - 4:
         raise ValueError("kv key length out of bounds")
     return bytes(payload[4:4 + n]), bytes(payload[4 + n:])
+
+
+def encode_adopt(last: int, stage_pos: int) -> bytes:
+    return _ADOPT.pack(last, stage_pos)
+
+
+def decode_adopt(payload: Union[bytes, memoryview]) -> Tuple[int, int]:
+    """(last adopted index, position of the first staged record)."""
+    if len(payload) != _ADOPT.size:
+        raise ValueError("adopt payload must be 16 bytes")
+    last, pos = _ADOPT.unpack(payload)
+    return int(last), int(pos)

@@ -211,6 +211,11 @@ def _decode(t: int, g: int, index: int, term: int, payload: memoryview, k: int) 
         return (B.DELETE, g, bytes(payload), k)
     if t == R.REMOVE_GROUP:
         return (B.REMOVE, g, k)
+    if t == R.STAGE:
+        return (B.STAGE, g, index, (term,), k, k + 1)
+    if t == R.ADOPT:
+        last, stage_pos = R.decode_adopt(payload)
+        return (B.ADOPT, g, index, last, stage_pos, k)
     raise ValueError(f"unknown record type {t}")
 
 
@@ -282,6 +287,8 @@ class Recovery:
             done += size
             if self.progress:
                 self.progress(done, total)
+        # staged records no ADOPT took: a rewrite the crash interrupted (dead)
+        self.index.staged.clear()
         res.segments = len(seqs) - len(res.removed_segments)
         res.next_seq = (seqs[-1] + 1) if seqs else 1
         res.next_lsn = expect if expect is not None else 1

@@ -1,8 +1,9 @@
 """The model test (tests/test_model.py) over a log whose segments are small
 and keep turning over: every example starts by filling several segments and
 compacting them away, the engine purges on its own (a low purge_threshold)
-and on demand (a `purge` rule), so recycled segments, rewritten groups and
-replay of a log whose oldest segments are gone happen in every example —
+and on demand (a `purge` rule), so recycled segments, rewritten groups (in
+staged batches) and replay of a log whose oldest segments are gone happen in
+every example —
 still compared with the in-memory model after every step and every reopen."""
 from hypothesis import settings
 from hypothesis.stateful import rule
@@ -16,6 +17,7 @@ from test_model import GROUPS, LogMachine
 
 SEGMENT = 64 * 1024
 FILL = 24   # batches of ~8 KB: three segments' worth
+STAGE_BYTES = 2048
 
 
 class RingLogMachine(LogMachine):
@@ -27,8 +29,10 @@ class RingLogMachine(LogMachine):
         assert wait_until(lambda: self.log.stats()["segments_recycled"] > 0), self.log.stats()
 
     def _open(self):
+        # purge_batch_bytes: every group of more than a few entries is
+        # rewritten in staged batches (STAGE records, then an ADOPT)
         return pyraftlog.open(self.dir, segment_size=SEGMENT, sync=False, prepare_ahead=1,
-                              purge_threshold=3 * SEGMENT)
+                              purge_threshold=3 * SEGMENT, purge_batch_bytes=STAGE_BYTES)
 
     def _fill(self):
         """Entries into the first group, compacted at once: the model gets

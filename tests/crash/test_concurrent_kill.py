@@ -45,6 +45,7 @@ def test_concurrent_writers_killed(tmp_path, chain, kills):
     for step in range(kills):
         out = W.run_and_kill(path, seed, start=start, threads=THREADS, readers=READERS,
                              segment_size=seg, purge_threshold=purge,
+                             purge_batch_bytes=rng.choice((0, 1024)),
                              wait_prob=rng.choice((0.0, 0.5, 1.0)),
                              kill_after_acks=rng.randint(20, 400),
                              kill_after_s=rng.choice((0.0, 0.001, 0.02)))

@@ -72,8 +72,11 @@ def _kill_plan(rng):
 
 
 def _child_opts(rng):
+    # purge_batch_bytes: small, so lagging groups are rewritten in many staged
+    # batches (kills land between them), or the default (mostly one batch)
     return dict(wait_prob=rng.choice((0.0, 0.1, 0.5, 1.0)),
-                pause=rng.choice((0.0, 0.0, 0.0005)))
+                pause=rng.choice((0.0, 0.0, 0.0005)),
+                purge_batch_bytes=rng.choice((0, 512, 2048)))
 
 
 def _kill_chain(tmp_path, seed, segment_size, sync, purge, kills):

@@ -279,6 +279,8 @@ def run_child(args):
         opts["purge_threshold"] = args.purge_threshold
     if args.prepare_ahead:
         opts["prepare_ahead"] = args.prepare_ahead
+    if args.purge_batch_bytes:
+        opts["purge_batch_bytes"] = args.purge_batch_bytes
     log = pyraftlog.open(args.dir, segment_size=args.segment_size, sync=bool(args.sync),
                          recovery_mode=args.mode, **opts)
     failed = threading.Event()
@@ -360,14 +362,14 @@ def run_child(args):
 
 def child_command(path, seed, *, start=(), threads=1, readers=0, count=10**9, segment_size=64 << 10,
                   sync=True, wait_prob=0.3, pause=0.0, finish="exit", mode="tolerate_tail",
-                  purge_threshold=0, prepare_ahead=0):
+                  purge_threshold=0, prepare_ahead=0, purge_batch_bytes=0):
     return [sys.executable, WORKLOAD_PY, "run", str(path), "--seed", str(seed),
             "--start", ",".join(str(s) for s in start), "--threads", str(threads),
             "--readers", str(readers), "--count", str(count),
             "--segment-size", str(segment_size), "--sync", str(int(sync)),
             "--wait-prob", str(wait_prob), "--pause", str(pause), "--finish", finish,
             "--mode", mode, "--purge-threshold", str(purge_threshold),
-            "--prepare-ahead", str(prepare_ahead)]
+            "--prepare-ahead", str(prepare_ahead), "--purge-batch-bytes", str(purge_batch_bytes)]
 
 
 def write_and_exit(path, seed, count, **kw):
@@ -844,6 +846,7 @@ def main(argv=None):
     r.add_argument("--finish", choices=("exit", "sync", "close", "hang"), default="exit")
     r.add_argument("--mode", default="tolerate_tail")
     r.add_argument("--purge-threshold", type=int, default=0)
+    r.add_argument("--purge-batch-bytes", type=int, default=0)
     r.add_argument("--prepare-ahead", type=int, default=0)
     f = sub.add_parser("reference")
     f.add_argument("dir")

@@ -999,7 +999,9 @@ def random_params(rng: random.Random, batches: int) -> Dict[str, Any]:
              exit_without_close=rng.random() < 0.3,
              # low enough to purge now and then; a threshold below the live
              # data plus the free pool makes the purger rewrite forever
-             purge_threshold=rng.choice((768 * 1024, 1 << 20, 1 << 30)))
+             purge_threshold=rng.choice((768 * 1024, 1 << 20, 1 << 30)),
+             # small: lagging groups are rewritten in staged batches
+             purge_batch_bytes=rng.choice((0, 1024)))
     return p
 
 

@@ -185,7 +185,8 @@ def main() -> int:
 
     bfd = os.open(a.batches, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     opts = dict(segment_size=p["segment_size"], min_sync_interval=p["min_sync_interval"],
-                purge_threshold=p["purge_threshold"], recovery_mode="tolerate_tail")
+                purge_threshold=p["purge_threshold"], recovery_mode="tolerate_tail",
+                purge_batch_bytes=p.get("purge_batch_bytes") or None)
     opens = 0
     last_id = len(base)
 
