@@ -3,18 +3,27 @@ log, so that segment's live bytes fall to zero and the ring recycles it.
 
 A lagging group (one that rarely compacts) keeps the oldest segment alive
 although every other group moved on; without a rewrite, disk use grows
-without bound (raft-engine's rewrite queue solves the same problem).  A group
-is rewritten whole, in one ordinary batch that reproduces its state exactly:
+without bound (raft-engine's rewrite queue solves the same problem).  A small
+group is rewritten whole, in one ordinary batch that reproduces its state
+exactly:
 
     remove_group, snapshot meta (if any), compact to its base (if the base is
     not the snapshot's), every live entry, hard state, every kv pair
 
-so the rewrite is atomic, a crash at any point loses nothing, and replay of
-the rewritten records rebuilds the same state.  A group whose state is larger
-than a segment is rewritten into an oversize segment of its own (deleted, not
-recycled, once emptied); only a group beyond the 1 GiB segment limit cannot
-be rewritten (it is counted in stats()["purge_skipped_groups"]).  Each group's rewrite holds
-the engine lock only for that group, so foreground writes interleave."""
+A group whose entries take more than `purge_batch_bytes` is rewritten in
+steps, so that no step holds the engine lock, or adds to the next sync, more
+than a small batch: its entries are copied forward first as STAGE records,
+one batch of about purge_batch_bytes at a time, each durable before the next
+(foreground writes go on in between); then one batch like the above rebuilds
+the group, with an ADOPT record in place of the staged entries, followed by
+copies of the entries appended meanwhile.  If the group changed under the
+staged entries (truncated, overwritten, removed), the rewrite is given up
+and the staged records released; a later purge tries again.  Either way the
+rewrite is atomic: replay ignores STAGE records until an ADOPT takes them,
+so a crash at any point loses nothing.
+
+Entries are copied record to record by C, without Python touching their
+bytes.  Between steps the purger lets go of the engine lock and the GIL."""
 from __future__ import annotations
 
 import heapq
@@ -298,9 +307,7 @@ class Purger:
                 return 0
             lens = eng._entry_lens_locked(st)
             if int(lens.sum()) + R.RECORD_HEADER_SIZE * len(lens) <= self.stage_bytes:
-                plan = rewrite_plan(g, st, lens)
-                eng._write_plan_locked(plan, oversize=True)
-                return plan.size
+                return self._write_whole_locked(g, rewrite_plan(g, st, lens), seq)
             first = st.base_index + 1
             positions = np.frombuffer(st.positions, np.uint64).copy()
             terms = st.term_array(first, st.last_index + 1)
@@ -337,12 +344,22 @@ class Purger:
                 a, b = st.base_index + 1, min(last, st.last_index)
                 adopt = (b, eng._index.staged_from(g)) if first <= a <= b else None
                 plan = rewrite_plan(g, st, eng._entry_lens_locked(st), adopt)
-                if plan.size > R.MAX_SEGMENT_SIZE - R.SEGMENT_HEADER_SIZE:
-                    return done
-                eng._write_plan_locked(plan, oversize=True)
-                adopted = adopt is not None  # else the finally below releases them
-                return done + plan.size
+                n = self._write_whole_locked(g, plan, seq)
+                adopted = n > 0 and adopt is not None  # else the finally below releases them
+                return done + n
         finally:
             if not adopted:
                 with eng._lock:
                     eng._drop_staged_locked(g)
+
+    def _write_whole_locked(self, g: int, plan: Plan, seq: int) -> int:
+        """Writes a group's rewrite batch; returns its size, or 0 if it is
+        larger than the largest segment (the group then stays where it is)."""
+        if plan.size > R.MAX_SEGMENT_SIZE - R.SEGMENT_HEADER_SIZE:
+            self.skipped_groups += 1
+            log.warning("pyraftlog: group %d needs a rewrite batch of %d bytes, more than the "
+                        "largest segment; it cannot be rewritten and pins segment %d",
+                        g, plan.size, seq)
+            return 0
+        self.engine._write_plan_locked(plan, oversize=True)
+        return plan.size

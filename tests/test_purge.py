@@ -81,16 +81,20 @@ def test_purge_on_demand_rewrites_the_oldest_pinners(open_log, log_dir):
     assert log.snapshot(5).data == b"snapdata"
 
 
-def test_group_larger_than_a_segment_is_rewritten_whole(open_log):
+def test_group_larger_than_a_segment_is_rewritten_in_staged_batches(open_log, log_dir):
     log = open_log(segment_size=SEG)
     for k in range(6):
         append(log, 1, 1 + 100 * k, 100, size=300).wait()
     for k in range(6):
         append(log, 2, 1 + 100 * k, 100, size=300, compact_to=100 * k or None).wait()
     before = state(log)
-    assert log.purge() > 3 * SEG  # group 1: 600 entries of 336 bytes, in one batch
+    assert log.purge() > 3 * SEG  # group 1: 600 entries of 336 bytes
     assert log.stats()["purge_skipped_groups"] == 0
     assert state(log) == before
+    # staged a quarter segment at a time: no segment of its own (oversize)
+    sizes = {os.path.getsize(os.path.join(log_dir, n)) for n in os.listdir(log_dir)
+             if n.endswith(".seg")}
+    assert sizes == {SEG}
     log.close()
     log = open_log(segment_size=SEG)
     assert state(log) == before
