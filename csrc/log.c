@@ -196,7 +196,8 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
         return PRL_E_TOO_LARGE;
 
     pthread_mutex_lock(&log->write_mu);
-    if (log->active && log->active->used + total > log->active->size) {
+    uint64_t room = flags & PRL_WRITE_ROOMY ? 2 * total : total;
+    if (log->active && log->active->used + room > log->active->size) {
         rc = rotate(log, total);
         if (rc) {
             pthread_mutex_unlock(&log->write_mu);

@@ -128,7 +128,12 @@ int prl_log_segment_info(prl_log *log, uint64_t seq, prl_segment_info *out /* OU
  * at resume_offset (recovery found a clean end there).  Starts the flusher. */
 int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offset);
 
-enum { PRL_WRITE_OVERSIZE = 1 }; /* a batch larger than a segment gets a segment of its own */
+enum {
+    PRL_WRITE_OVERSIZE = 1, /* a batch larger than a segment gets a segment of its own */
+    PRL_WRITE_ROOMY = 2     /* rotate first unless the batch leaves as much room again
+                               (purge writes: a foreground write that must rotate then
+                               rarely waits for a purge batch to become durable) */
+};
 
 /* Appends one batch of n records atomically.  Record i has type types[i] and
  * payload lens[i] bytes taken in order from `payload` (payload_len in all),

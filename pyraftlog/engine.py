@@ -43,7 +43,7 @@ from .types import EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, check_
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_PURGE_THRESHOLD = 8 << 30
-DEFAULT_PURGE_BATCH_BYTES = 64 << 10  # (at most a quarter of a segment)
+DEFAULT_PURGE_BATCH_BYTES = 16 << 10  # (at most a quarter of a segment)
 _PAGE = os.sysconf("SC_PAGESIZE")
 _EMPTY_HS = HardState()
 _EMPTY_CS = ConfState()
@@ -114,9 +114,9 @@ class Engine:
         if purge_batch_bytes is None:
             purge_batch_bytes = min(DEFAULT_PURGE_BATCH_BYTES, seg // 4)
         purge_batch_bytes = check_u64(purge_batch_bytes, "purge_batch_bytes")
-        if not 1 <= purge_batch_bytes <= seg // 2:
-            raise ValueError(f"purge_batch_bytes must be between 1 and half the segment_size "
-                             f"({seg // 2}), got {purge_batch_bytes}")
+        if not 1 <= purge_batch_bytes <= seg // 4:
+            raise ValueError(f"purge_batch_bytes must be between 1 and a quarter of the "
+                             f"segment_size ({seg // 4}), got {purge_batch_bytes}")
         self.segment_size = seg
         self.recovery_mode = recovery_mode
         self.sync_enabled = sync
@@ -228,7 +228,7 @@ class Engine:
             self._purger.kick()
         return ticket
 
-    def _write_plan_locked(self, plan: Plan, oversize: bool = False) -> int:
+    def _write_plan_locked(self, plan: Plan, flags: int = 0) -> int:
         """Store the plan's snapshot files, write its records, apply its ops
         to the index; returns the batch's lsn.  Nothing changes on error."""
         n = len(plan.types)
@@ -248,7 +248,7 @@ class Engine:
                 _fb("uint64_t[]", terms), _fb("uint32_t[]", lens),
                 ffi.NULL if copies is None else _fb("uint64_t[]", copies),
                 _fb("uint8_t[]", payload), len(payload),
-                lib.PRL_WRITE_OVERSIZE if oversize else 0, lsn, _fb("uint64_t[]", positions))
+                flags, lsn, _fb("uint64_t[]", positions))
             if rc:
                 self._raise_write_error(rc)
         except BaseException:

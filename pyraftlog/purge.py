@@ -37,6 +37,7 @@ import numpy as np
 
 from . import batch as B
 from . import record as R
+from ._native import lib
 from .group_index import GroupState
 from .plan import Plan
 from .ticket import Ticket
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyraftlog")
 
 
+# Every purge write leaves as much room in its segment as it takes, or goes
+# into the next one: a foreground write that fills a segment then finds its
+# predecessors durable and rotates without waiting for a purge batch's sync.
+ROOMY = lib.PRL_WRITE_ROOMY
 PIN_SLICE = 128  # groups refreshed per engine-lock hold (~0.1 ms)
 PAUSE = 1e-4  # seconds the purger sleeps between lock holds
 
@@ -329,9 +334,15 @@ class Purger:
                     k = plan.add_copies(array("Q", positions[lo:hi].tobytes()), lens[lo:hi],
                                         retype=R.STAGE)
                     plan.ops.append((B.STAGE, g, first + lo, terms[lo:hi], k, len(plan.types)))
-                    lsn = eng._write_plan_locked(plan, oversize=True)
+                    lsn = eng._write_plan_locked(plan, ROOMY)
                     done += plan.size
-                Ticket(eng._core, lsn).wait()  # paced: one staged batch per sync at most
+                # paced: a staged batch is durable before the next, and the
+                # disk then gets as long again for foreground syncs alone,
+                # unless disk use grew by another segment meanwhile
+                t0 = time.monotonic()
+                Ticket(eng._core, lsn).wait()
+                if eng._disk_bytes() <= eng.purge_threshold + eng.segment_size:
+                    time.sleep(min(0.01, time.monotonic() - t0))
             _pause()
             with eng._lock:
                 eng._check()
@@ -361,5 +372,6 @@ class Purger:
                         "largest segment; it cannot be rewritten and pins segment %d",
                         g, plan.size, seq)
             return 0
-        self.engine._write_plan_locked(plan, oversize=True)
+        # a group larger than a segment (its kv pairs) gets a segment of its own
+        self.engine._write_plan_locked(plan, ROOMY | lib.PRL_WRITE_OVERSIZE)
         return plan.size
