@@ -52,6 +52,7 @@ log = logging.getLogger("pyraftlog")
 # into the next one: a foreground write that fills a segment then finds its
 # predecessors durable and rotates without waiting for a purge batch's sync.
 ROOMY = lib.PRL_WRITE_ROOMY
+RECENT = 64  # groups rewritten lately that a purge tries before it searches
 PIN_SLICE = 128  # groups refreshed per engine-lock hold (~0.1 ms)
 PAUSE = 1e-4  # seconds the purger sleeps between lock holds
 
@@ -206,6 +207,7 @@ class Purger:
         self._mu = threading.Lock()  # one purge at a time
         self._start_lock = threading.Lock()
         self._pins = PinQueue()
+        self._recent: Dict[int, None] = {}  # groups rewritten lately, oldest first
         self.stage_bytes = stage_bytes
 
     def kick(self) -> None:
@@ -272,6 +274,33 @@ class Purger:
             return done
 
     def _rewrite_pinners(self, seq: int, budget: Optional[int]) -> int:
+        """Rewrites the groups pinning segment `seq`: first those rewritten
+        lately (a group that lags keeps lagging, and is then usually the
+        only pinner), then, if `seq` still holds live records, the ones a
+        search finds.  Stops early once `budget` bytes are written."""
+        eng = self.engine
+        done = 0
+        for search in (False, True):
+            for g in self._search(seq) if search else list(self._recent):
+                if budget is not None and done >= budget:
+                    return done
+                if eng._oldest_live_seq() != seq:
+                    return done  # seq holds nothing live any more
+                n = self._rewrite_group(g, seq)
+                if n:
+                    done += n
+                    self.rewritten_bytes += n
+                    self.rewritten_groups += 1
+                    self._recent.pop(g, None)
+                    self._recent[g] = None
+                    while len(self._recent) > RECENT:
+                        del self._recent[next(iter(self._recent))]
+            if eng._oldest_live_seq() != seq:
+                break
+        return done
+
+    def _search(self, seq: int) -> List[int]:
+        """The groups pinning segment `seq`, found a slice at a time."""
         eng = self.engine
         pinners: List[int] = []
         more = True
@@ -285,16 +314,7 @@ class Purger:
                 found, more = self._pins.step(eng._index.groups, seq, eng._active_seq_locked(),
                                               PIN_SLICE)
             pinners += found
-        done = 0
-        for g in pinners:
-            if budget is not None and done >= budget:
-                break
-            n = self._rewrite_group(g, seq)
-            done += n
-            if n:
-                self.rewritten_bytes += n
-                self.rewritten_groups += 1
-        return done
+        return pinners
 
     def _rewrite_group(self, g: int, seq: int) -> int:
         """Rewrites group g if it still pins segment `seq`; returns the bytes

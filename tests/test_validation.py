@@ -607,3 +607,39 @@ def test_read_results_are_api_types(open_log):
     assert all(type(e) is Entry and type(e.data) is bytes for e in ents)
     assert type(log.groups()) is list
     assert type(log.get(G, b"k")) is bytes
+
+
+# ------------------------------------------------------------ open options
+
+BAD_OPTIONS = [
+    (dict(segment_size=0), ValueError),
+    (dict(segment_size=2 << 30), ValueError),
+    (dict(segment_size="64M"), TypeError),
+    (dict(recovery_mode="paranoid"), ValueError),
+    (dict(purge_threshold=-1), ValueError),
+    (dict(min_sync_interval=-0.1), ValueError),
+    (dict(min_sync_interval="0"), TypeError),
+    (dict(sync=1), TypeError),
+    (dict(prepare_ahead=0), ValueError),
+    (dict(prepare_ahead=65), ValueError),
+    (dict(prepare_ahead=3, max_free_segments=2), ValueError),
+    (dict(purge_batch_bytes=0), ValueError),
+    (dict(segment_size=1 << 16, purge_batch_bytes=(1 << 14) + 1), ValueError),
+    (dict(purge_batch_bytes=1.5), TypeError),
+    (dict(no_such_option=1), TypeError),
+]
+
+
+@pytest.mark.parametrize("opts,exc", BAD_OPTIONS, ids=[str(o) for o, _ in BAD_OPTIONS])
+def test_bad_open_options_raise_before_touching_the_disk(tmp_path, opts, exc):
+    path = tmp_path / "never"
+    with pytest.raises(exc):
+        pyraftlog.open(str(path), **opts)
+    assert not path.exists()
+
+
+def test_purge_batch_bytes_bounds_are_accepted(tmp_path):
+    for n in (1, 1 << 14):
+        with pyraftlog.open(str(tmp_path / str(n)), sync=False, segment_size=1 << 16,
+                            purge_batch_bytes=n) as log:
+            log.write(log.batch().append(1, [pyraftlog.Entry(1, 1, b"x")])).wait()
