@@ -357,8 +357,9 @@ def summarize(comp, side, stats, counter):
     if durs:
         mean = sum(durs) / len(durs)
         lines.append(f"   purge calls that rewrote: {len(durs)}, {_f(mean)} ms mean, "
-                     f"{_f(durs[len(durs) // 2])} ms median, {_f(durs[-1])} ms max (Python, in the "
-                     f"purger thread: it holds the GIL and, per group, the engine lock)")
+                     f"{_f(durs[len(durs) // 2])} ms median, {_f(durs[-1])} ms max (wall time: a large group "
+                     f"is staged in paced batches; the purger holds the engine lock a step at a "
+                     f"time)")
 
     def mx(v):
         return _f(max(v) * 1e3 if v else None)
