@@ -307,7 +307,7 @@ class Purger:
         with eng._lock:
             eng._check()
             self._pins.start(eng._index.groups, eng._active_seq_locked())
-        while more:
+        while more and not self._stop:
             _pause()
             with eng._lock:
                 eng._check()
@@ -341,6 +341,8 @@ class Purger:
         try:
             for lo, hi in chunks(lens, self.stage_bytes):
                 _pause()
+                if self._stop:
+                    return done  # closing: the staged records are released below
                 with eng._lock:
                     eng._check()
                     st = eng._index.get(g)

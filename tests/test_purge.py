@@ -244,3 +244,22 @@ def test_staged_rewrite_is_read_back_like_a_whole_one(open_log):
         log = open_log(segment_size=SEG, purge_batch_bytes=STAGE)
         assert state(log) == before
     assert log.first_index(1) == 21 and log.last_index(1) == last
+
+
+def test_close_does_not_wait_for_a_long_staged_rewrite(open_log, log_dir):
+    """A background rewrite staged one entry per batch, each paced by a real
+    sync, would take far longer than a close may: close stops it between
+    two batches, and the log reopens to the same state, the staged records
+    dead."""
+    log = open_log(segment_size=1 << 20, sync=True, purge_batch_bytes=1,
+                   purge_threshold=2 << 20)
+    log.write(WriteBatch().append(1, [Entry(i, 1, b"e") for i in range(1, 20001)])).wait()
+    for k in range(4):  # past the threshold: the background purger starts on group 1
+        append(log, 2, 1 + 2000 * k, 2000, size=300, compact_to=2000 * k or None).wait()
+    assert wait_until(lambda: log._index.staged.get(1))  # staging has begun
+    before = state(log)
+    t0 = time.monotonic()
+    log.close()
+    assert time.monotonic() - t0 < 5.0  # the whole rewrite: 20,000 synced batches
+    log = open_log(segment_size=1 << 20)
+    assert state(log) == before
