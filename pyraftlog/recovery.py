@@ -281,7 +281,11 @@ class Recovery:
                 nseq, nreason = heads[k + 1][0], heads[k + 1][3]
                 raise self._corrupt(nseq, 0, REASONS.get(nreason, "bad segment header"))
             next_first = heads[k + 1][4] if not newest and heads[k + 1][3] == 0 else None
-            lsn = self._segment(seq, base, size, reason, first_lsn, expect, newest, next_first)
+            # A segment that had a successor, even one removed above as
+            # unfinished, was durable whole before the successor was named.
+            whole = not newest or bool(res.removed_segments)
+            lsn = self._segment(seq, base, size, reason, first_lsn, expect, newest, next_first,
+                                whole)
             if lsn is not None:
                 expect = lsn
             done += size
@@ -326,8 +330,10 @@ class Recovery:
         return CorruptionError(self._name(seq), offset, reason)
 
     def _segment(self, seq: int, base: Any, size: int, reason: int, first_lsn: int,
-                 expect: Optional[int], newest: bool, next_first: Optional[int]) -> Optional[int]:
-        """Replays one segment; returns the lsn after its last valid batch."""
+                 expect: Optional[int], newest: bool, next_first: Optional[int],
+                 whole: bool) -> Optional[int]:
+        """Replays one segment; returns the lsn after its last valid batch.
+        `whole`: the segment had a successor, so no crash can have torn it."""
         res, mode = self.result, self.mode
         offset = R.SEGMENT_HEADER_SIZE
         header_ok = not reason
@@ -355,10 +361,14 @@ class Recovery:
                 following = [nxt] if nxt else []
             clean = is_clean_end(reason)
             if newest and clean and not following:
-                if header_ok and _header_size(base) == size:
+                intact = header_ok and _header_size(base) == size
+                if whole and not intact and mode != TOLERATE_ANY:
+                    raise self._corrupt(seq, offset, f"the file is cut short ({size} bytes); "
+                                                     f"batches from {lsn} may be missing")
+                if intact:
                     res.resume = (seq, offset)
                 return lsn
-            if newest and mode != TOLERATE_ANY:
+            if newest and not whole and mode != TOLERATE_ANY:  # where a crash can tear
                 acked = max((f.watermark for f in following), default=0) >= lsn
                 if mode == TOLERATE_TAIL and not acked:
                     ends = [f.offset + f.length for f in following]

@@ -610,6 +610,17 @@ def test_truncate_newest_segment_to_zero(log):
             _check_error(exc, work, None, None, None)
 
 
+def test_segment_before_an_unfinished_newest_cut_short(log):
+    """The newest segment never got its header (an unfinished creation, so
+    it is removed), and the one before it is cut down to its header.  That
+    one had a successor, so all its batches were durable: losing them is
+    corruption, not a torn tail (found by test_fuzz_recovery)."""
+    truncate(log.newest.path, 0)
+    truncate(log.middle.path, 64)
+    expect(log, strict=RAISE, tail=RAISE, any_=ALL - log.ids(log.middle) - log.ids(log.newest),
+           file=log.middle.path, offset=64, reason="the file is cut short")
+
+
 def test_extend_newest_segment_with_zeros(log):
     extend(log.newest.path, 8192)
     expect(log, strict=ALL, tail=ALL, any_=ALL)
