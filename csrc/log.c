@@ -136,6 +136,9 @@ static int rotate(prl_log *log, uint64_t need) {
         if (rc) {
             /* the free file stays behind; recovery adopts or deletes it */
             prl_segment_close(seg);
+            pthread_mutex_lock(&log->mu);
+            pthread_cond_signal(&log->prep_cv); /* prepare another */
+            pthread_mutex_unlock(&log->mu);
             return rc;
         }
     } else {

@@ -74,6 +74,8 @@ uint64_t prl_now_ns(void);
 /* table.c: segs[seq - seg_base]; mu held */
 prl_segment *prl_table_lookup_locked(prl_log *log, uint64_t seq);
 int prl_table_insert_locked(prl_log *log, prl_segment *seg);
+/* Bytes of all segment files, in the log and in the pool; mu held. */
+uint64_t prl_table_disk_bytes_locked(prl_log *log);
 /* The record at `pos` (seq << 32 | offset), checked against the written bytes
  * of its segment: its header at *rec, payload length *len; mu held. */
 int prl_record_at_locked(prl_log *log, uint64_t pos, const uint8_t **rec, uint32_t *len,

@@ -85,6 +85,9 @@ typedef struct {
     uint32_t prepare_ahead;        /* free segment files kept ready (>= 1) */
     uint32_t pool_max;             /* free files kept at most; more are deleted */
     uint32_t pad;
+    uint64_t prepare_disk_limit;   /* above this many bytes of segment files the
+                                      preparer keeps only one file ready (0: no
+                                      limit); the purge is about to free some */
 } prl_log_options;
 
 typedef struct {

@@ -43,7 +43,8 @@ prl_segment *prl_ring_take_locked(prl_log *log) {
     if (!log->pool_n) return NULL;
     prl_segment *seg = log->pool[0];
     memmove(log->pool, log->pool + 1, --log->pool_n * sizeof *log->pool);
-    pthread_cond_signal(&log->prep_cv); /* prepare the next one */
+    /* The preparer is woken once the file is in the table (rotate): until
+     * then disk use does not count it, and the preparer would misjudge it. */
     return seg;
 }
 
@@ -143,7 +144,9 @@ void *prl_preparer_main(void *arg) {
             pthread_mutex_lock(&log->mu);
             continue;
         }
-        if (log->pool_n < log->opt.prepare_ahead && !log->poison && !log->prep_error) {
+        if (log->pool_n < log->opt.prepare_ahead && !log->poison && !log->prep_error &&
+            !(log->pool_n >= 1 && log->opt.prepare_disk_limit &&
+              prl_table_disk_bytes_locked(log) + log->opt.segment_size > log->opt.prepare_disk_limit)) {
             uint64_t id = log->next_free_id++;
             pthread_mutex_unlock(&log->mu);
             prl_segment *seg;

@@ -177,12 +177,17 @@ int prl_log_retain(prl_log *log, uint32_t n, const uint64_t *positions) {
     return account(log, n, positions, +1);
 }
 
-uint64_t prl_log_disk_bytes(prl_log *log) {
+uint64_t prl_table_disk_bytes_locked(prl_log *log) {
     uint64_t sum = 0;
-    pthread_mutex_lock(&log->mu);
     for (uint64_t i = 0; i < log->seg_slots; i++)
         if (log->segs[i]) sum += log->segs[i]->size;
     for (uint32_t i = 0; i < log->pool_n; i++) sum += log->pool[i]->size;
+    return sum;
+}
+
+uint64_t prl_log_disk_bytes(prl_log *log) {
+    pthread_mutex_lock(&log->mu);
+    uint64_t sum = prl_table_disk_bytes_locked(log);
     pthread_mutex_unlock(&log->mu);
     return sum;
 }

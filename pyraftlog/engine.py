@@ -127,7 +127,11 @@ class Engine:
             opts = ffi.new("prl_log_options *", {
                 "segment_size": seg, "sync": int(sync),
                 "min_sync_interval_ns": int(min_sync_interval * 1e9),
-                "prepare_ahead": prepare_ahead, "pool_max": pool_max})
+                "prepare_ahead": prepare_ahead, "pool_max": pool_max,
+                # past the purge's starting point, one file ready is enough:
+                # the purge is about to free segments (and the pool alone
+                # then never takes disk use two segments past the threshold)
+                "prepare_disk_limit": min(self.purge_threshold + seg, (1 << 64) - 1)})
             hp = ffi.new("prl_log **")
             check(lib.prl_log_open(self.path.encode(), opts, hp), f"open {self.path}")
             self._h = ffi.gc(hp[0], lib.prl_log_free)

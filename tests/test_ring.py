@@ -18,6 +18,22 @@ def test_free_segments_are_prepared_ahead(open_log, log_dir):
         assert os.stat(os.path.join(log_dir, f)).st_blocks * 512 >= SEG  # allocated, not sparse
 
 
+def test_past_the_purge_threshold_one_file_is_kept_ready(open_log, log_dir):
+    """Once disk use is a segment past purge_threshold, the preparer keeps
+    one free file ready instead of prepare_ahead (the purge is about to free
+    segments; more would only add to disk use), and rotation still never
+    has to create one itself."""
+    log = open_log(segment_size=SEG, prepare_ahead=3, purge_threshold=6 * SEG)
+    assert wait_until(lambda: log.stats()["free_segments"] == 3)
+    for k in range(12):  # one group, never compacted: nothing to free
+        append(log, 1, 1 + k * 100, 100, size=200).wait()
+    assert wait_until(lambda: log.stats()["free_segments"] == 1)
+    s = log.stats()
+    assert s["disk_bytes"] > 6 * SEG  # past the threshold
+    assert s["free_segments"] == 1 and s["prepare_stalls"] == 0
+    assert len(free_files(log_dir)) == 1
+
+
 def test_rotation_uses_prepared_files(open_log, log_dir):
     log = open_log(segment_size=SEG)
     assert wait_until(lambda: log.stats()["free_segments"] == 2)
