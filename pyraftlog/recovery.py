@@ -26,7 +26,7 @@ import os
 import re
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -132,32 +132,40 @@ class Scanner:
                skip_bad: bool) -> int:
         """Apply the first n scanned records (of nb batches) to `index`.
 
-        Spans of entry records go through `_bulk` (numpy, per group); the other
-        records are decoded into Ops first and applied one by one, in log
-        order.  A record whose payload does not decode (its batch checksum was
-        fine: only a writer bug makes one) is a CorruptionError, or with
-        skip_bad its whole batch is left out.  Returns the batches left out."""
+        Spans of entry records go through `_bulk` (numpy, per group), runs of
+        STAGE records through one op each; the other records are decoded
+        into Ops first and applied one by one, in log order.  A record whose
+        payload does not decode (its batch checksum was fine: only a writer
+        bug makes one) is a CorruptionError, or with skip_bad its whole batch
+        is left out.  Returns the batches left out."""
         types = self.r_type[:n]
         pos_np = (np.uint64(seq) << np.uint64(32)) | self.r_off[:n].astype(np.uint64)
-        other = np.flatnonzero(types != R.ENTRY).tolist()
-        if not other:
+        not_entry = types != R.ENTRY
+        if not not_entry.any():
             self._bulk(index, 0, n, pos_np, release)
             return 0
-        ops = {}
+        ops: Dict[int, Op] = {}
         bad_batches = set()
-        batch_of = np.repeat(np.arange(nb), self.b_cnt[:nb]) if skip_bad else None
+        batch_of = np.repeat(np.arange(nb), self.b_cnt[:nb])
+        # a run of STAGE records is one op at its first record; the rest of
+        # the run is neither decoded nor visited below
+        heads = self._stage_ops(n, batch_of, ops)
+        tails = types == R.STAGE
+        tails[heads] = False
+        other = np.flatnonzero(not_entry & ~tails).tolist()
         for k in other:
             t, o = int(types[k]), int(self.r_off[k])
+            if t == R.STAGE:
+                continue  # in ops already, a run at a time
             payload = mem[o + R.RECORD_HEADER_SIZE:o + R.RECORD_HEADER_SIZE + int(self.r_len[k])]
             try:
                 ops[k] = _decode(t, int(self.r_group[k]), int(self.r_index[k]),
                                  int(self.r_term[k]), payload, k)
             except ValueError as exc:
-                if batch_of is None:
+                if not skip_bad:
                     raise CorruptionError(path, o, f"bad {R.NAMES[t]} payload: {exc}") from None
                 bad_batches.add(int(batch_of[k]))
         if bad_batches:
-            assert batch_of is not None
             other = sorted(set(other) | set(np.flatnonzero(np.isin(batch_of, list(bad_batches)))
                                             .tolist()))
         positions = array("Q")
@@ -167,9 +175,33 @@ class Scanner:
             if k > prev:
                 self._bulk(index, prev, k, pos_np, release)
             prev = k + 1
-            if k < n and k in ops and (batch_of is None or int(batch_of[k]) not in bad_batches):
-                apply_ops(index, [ops[k]], positions, release, superseded)
+            if k < n and k in ops and (not bad_batches or int(batch_of[k]) not in bad_batches):
+                op = ops[k]
+                apply_ops(index, [op], positions, release, superseded)
+                if op[0] == B.STAGE:
+                    prev = op[5]  # past the run
         return len(bad_batches)
+
+    def _stage_ops(self, n: int, batch_of: np.ndarray, ops: Dict[int, Op]) -> List[int]:
+        """One STAGE op per run of STAGE records among the first n that
+        follow each other in one batch, of one group, with consecutive
+        indexes (a purge's staged batch is one run), keyed by its first
+        record: a group's staged entries replay in numpy, not one by one.
+        Returns the first records of the runs."""
+        ks = np.flatnonzero(self.r_type[:n] == R.STAGE)
+        if not len(ks):
+            return []
+        g, ix, b = self.r_group[ks], self.r_index[ks], batch_of[ks]
+        cut = ((ks[1:] != ks[:-1] + 1) | (g[1:] != g[:-1]) | (ix[1:] != ix[:-1] + np.uint64(1)) |
+               (b[1:] != b[:-1]))
+        heads = np.concatenate(([0], np.flatnonzero(cut) + 1)).tolist()
+        terms = self.r_term[ks]
+        out = []
+        for a, e in zip(heads, heads[1:] + [len(ks)]):
+            k = int(ks[a])
+            ops[k] = (B.STAGE, int(g[a]), int(ix[a]), terms[a:e].copy(), k, k + e - a)
+            out.append(k)
+        return out
 
     def _bulk(self, index: GroupIndex, s: int, e: int, pos_np: np.ndarray,
               release: array[int]) -> None:
@@ -211,8 +243,6 @@ def _decode(t: int, g: int, index: int, term: int, payload: memoryview, k: int) 
         return (B.DELETE, g, bytes(payload), k)
     if t == R.REMOVE_GROUP:
         return (B.REMOVE, g, k)
-    if t == R.STAGE:
-        return (B.STAGE, g, index, (term,), k, k + 1)
     if t == R.ADOPT:
         last, stage_pos = R.decode_adopt(payload)
         return (B.ADOPT, g, index, last, stage_pos, k)

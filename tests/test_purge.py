@@ -263,3 +263,42 @@ def test_close_does_not_wait_for_a_long_staged_rewrite(open_log, log_dir):
     assert time.monotonic() - t0 < 5.0  # the whole rewrite: 20,000 synced batches
     log = open_log(segment_size=1 << 20)
     assert state(log) == before
+
+
+def test_damaged_staged_batch(open_log, log_dir, tmp_path):
+    """A staged batch damaged on disk: strict refuses the log;
+    tolerate_any skips the batch and adopts the staged run above it (the
+    entries below it are lost, the rest read back as written)."""
+    import contextlib
+    import io
+    import json
+    import shutil
+    from pyraftlog import CorruptionError
+    from pyraftlog.cli import main
+    log = _staged_setup(open_log)
+    want = log.entries(1, 1, 61)
+    assert log.purge() > 0
+    log.close()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["dump", str(log_dir), "--json", "--group", "1"]) == 0
+    staged = [r for r in map(json.loads, buf.getvalue().splitlines()) if r["type"] == "stage"]
+    victim = staged[len(staged) // 2]
+    path = os.path.join(log_dir, victim["segment"])
+    with open(path, "r+b") as f:
+        f.seek(victim["offset"] + 40)
+        b = f.read(1)
+        f.seek(victim["offset"] + 40)
+        f.write(bytes([b[0] ^ 0xFF]))
+    for mode in ("strict", "tolerate_tail"):
+        work = tmp_path / mode
+        shutil.copytree(log_dir, work)
+        with pytest.raises(CorruptionError):
+            open_log(work, segment_size=SEG, recovery_mode=mode)
+    work = tmp_path / "any"
+    shutil.copytree(log_dir, work)
+    log = open_log(work, segment_size=SEG, recovery_mode="tolerate_any")
+    assert log.stats()["skipped_batches"] >= 1
+    first, last = log.first_index(1), log.last_index(1)
+    assert victim["index"] < first <= last == 60
+    assert log.entries(1, first, 61) == want[first - 1:]
