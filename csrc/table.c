@@ -226,10 +226,9 @@ int prl_log_stats(prl_log *log, prl_stats *out) {
         prl_segment *s = log->segs[i];
         if (!s) continue;
         out->segments++;
-        out->disk_bytes += s->size;
         out->live_bytes += s->live;
     }
-    for (uint32_t i = 0; i < log->pool_n; i++) out->disk_bytes += log->pool[i]->size;
+    out->disk_bytes = prl_table_disk_bytes_locked(log);
     out->free_segments = log->pool_n;
     out->segments_created = log->seg_created;
     out->segments_reused = log->seg_reused;

@@ -93,14 +93,10 @@ class GroupState:
 
     def oldest_position(self) -> Optional[int]:
         """Position of the oldest record this group needs (None: none)."""
-        m = self.positions[0] if self.positions else None
-        for p in (self.hs_pos, self.snap_pos, self.base_pos):
-            if p is not None and p != GUESSED and (m is None or p < m):
-                m = p
-        if self.kv:
-            k = min(p for _, p in self.kv.values())
-            m = k if m is None else min(m, k)
-        return m
+        needed = self.pins()
+        if self.positions:
+            needed.append(self.positions[0])
+        return min(needed, default=None)
 
     def nbytes(self) -> int:
         return (sys.getsizeof(self) + sys.getsizeof(self.positions) +
