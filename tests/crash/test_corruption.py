@@ -98,14 +98,8 @@ def log(reference, tmp_path):
     return Log(str(d))
 
 
-_WANT = {}
-
-
 def _want_state(keep):
-    keep = frozenset(keep)
-    if keep not in _WANT:
-        _WANT[keep] = W.reference_state(W.reference_model(N, keep), N)
-    return _WANT[keep]
+    return W.expected_state(N, frozenset(keep))
 
 
 def _open_copy(log, mode, tag):

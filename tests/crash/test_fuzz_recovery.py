@@ -81,14 +81,8 @@ def ref(tmp_path_factory):
             "newest_first": newest.first_lsn, "segments": [os.path.basename(s.path) for s in segs]}
 
 
-_WANT = {}
-
-
 def want_state(keep):
-    keep = frozenset(keep)
-    if keep not in _WANT:
-        _WANT[keep] = W.reference_state(W.reference_model(N, keep), N)
-    return _WANT[keep]
+    return W.expected_state(N, frozenset(keep))
 
 
 KINDS = ("flip", "set", "zero", "garbage", "splice", "truncate", "extend")

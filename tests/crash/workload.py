@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import random
 import signal
@@ -649,6 +650,13 @@ def reference_state(reader, n):
     out["markers"] = {i: reader.get(MARKER, b"b%d" % i) for i in range(1, n + 1)}
     out["groups"] = list(reader.groups())
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def expected_state(n, keep):
+    """reference_state of the model after the batches in `keep` (a
+    frozenset), computed once per (n, keep)."""
+    return reference_state(reference_model(n, keep), n)
 
 
 def present_batches(log, n):
