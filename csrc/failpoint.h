@@ -8,4 +8,8 @@
 int prl_failpoint(const char *name);
 void prl_failpoint_set(const char *name, int32_t err, int32_t count);
 
+/* A system call that fails with the failpoint's errno when `point` is armed:
+ * -1 with errno set, else the call's own result.  Needs `int fp` in scope. */
+#define FAIL_OR(point, call) (((fp = prl_failpoint(point)) != 0) ? (errno = fp, -1) : (call))
+
 #endif

@@ -101,8 +101,13 @@ typedef struct {
     uint64_t segments_recycled;    /* emptied segments returned to the pool */
     uint64_t segments_deleted;     /* emptied segments deleted (pool full) */
     uint64_t prepare_stalls;       /* rotations that found no prepared file */
+    uint64_t recycle_errors;       /* failed renames, unlinks, directory syncs of
+                                      recycling (each retried) */
+    uint64_t table_slots;          /* slots of the segment table */
+    int32_t recycle_errno;         /* errno of the last of them (0: none) */
     int32_t poison_errno;          /* 0 until a sync or write failed */
     int32_t closed;
+    int32_t pad;
     uint64_t batches_per_sync[16]; /* bucket k: 2^k <= batches < 2^(k+1) */
     uint64_t durable_latency_us[24]; /* bucket k: 2^k <= us < 2^(k+1) (k=0: < 2) */
 } prl_stats;
@@ -165,6 +170,10 @@ int prl_log_read_data(prl_log *log, uint32_t n, const uint64_t *positions, uint8
 int prl_log_release(prl_log *log, uint32_t n, const uint64_t *positions);
 /* Bytes of all segment files, in the log and in the pool. */
 uint64_t prl_log_disk_bytes(prl_log *log);
+/* What a writer checks after each write: disk bytes (as above), and the
+ * count and last errno of failed recycle steps (each is retried). */
+int prl_log_health(prl_log *log, uint64_t *disk_bytes /* OUT */,
+                   uint64_t *recycle_errors /* OUT */, int32_t *recycle_errno /* OUT */);
 /* The oldest segment that still holds live records (*seq = 0: none). */
 int prl_log_oldest_live(prl_log *log, uint64_t *seq /* OUT */, uint64_t *live /* OUT */);
 /* Adds records back to the live count (recovery marks what it kept). */
@@ -201,7 +210,8 @@ int prl_log_sync_history(prl_log *log, uint64_t *out /* OUT */, uint32_t n,
 
 /* The next `count` hits of failpoint `name` fail with errno `err` (count < 0:
  * all of them; err 0 clears).  Names: "segment::create", "segment::fallocate",
- * "segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync". */
+ * "segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync",
+ * "log::start_sync", "ring::rename", "ring::unlink", "ring::dir_fsync". */
 void prl_failpoint_set(const char *name, int32_t err, int32_t count);
 
 /* out[0..5] = segment header size, batch header size, record header size,

@@ -33,9 +33,6 @@ static void *map_rw(size_t size, int fd) {
     return base;
 }
 
-/* errno from a failpoint or from the call that just failed */
-#define FAIL_OR(point, call) (((fp = prl_failpoint(point)) != 0) ? (errno = fp, -1) : (call))
-
 void prl_free_name(uint64_t id, char *buf) {
     snprintf(buf, 24, "%016" PRIx64 ".free", id);
 }

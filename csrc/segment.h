@@ -18,8 +18,14 @@ typedef struct prl_segment {
     uint64_t freed_lsn; /* written_lsn when a record in it was last released:
                            the batch that made it unneeded; it may be recycled
                            only once that batch is durable */
-    int dirty;         /* written since the flusher last synced it */
-    int syncing;       /* the flusher is syncing it right now: keep it mapped */
+    int dirty;         /* written since the flusher last synced it: on the
+                          log's dirty list (dirty_next) */
+    uint32_t pins;     /* users outside mu: the flusher syncing it, a read or a
+                          copy-write copying out of it.  A pinned segment stays
+                          mapped and open, and is neither recycled nor detached;
+                          the bytes below `used` never change while it lives. */
+    struct prl_segment *dirty_next; /* the log's list of dirty segments */
+    struct prl_segment *sync_next;  /* the flusher's private list while syncing */
 } prl_segment;
 
 void prl_segment_name(uint64_t seq, char *buf /* OUT: >= 24 bytes */);

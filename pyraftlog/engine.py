@@ -160,6 +160,9 @@ class Engine:
         self._lock = threading.Lock()
         self._pending_deletes: Deque[Tuple[int, int, int]] = deque()  # (lsn, group, file_id)
         self._stats_buf = ffi.new("prl_stats *")
+        self._health = ffi.new("uint64_t[2]")
+        self._health_errno = ffi.new("int32_t *")
+        self._recycle_errors = 0
         self._purger = Purger(self, purge_batch_bytes)
         self._kicked_at = 0  # disk use when the purger was last woken
         self._closed = False
@@ -223,7 +226,11 @@ class Engine:
                 raise ValueError(f"batch of {plan.size} bytes does not fit a segment of "
                                  f"{self.segment_size} bytes (raise segment_size)")
             ticket = Ticket(self._core, self._write_plan_locked(plan))
-        disk = lib.prl_log_disk_bytes(self._h)
+            h = self._health  # shared buffers: read under the lock
+            lib.prl_log_health(self._h, h, h + 1, self._health_errno)
+            disk, errors = int(h[0]), int(h[1])
+            if errors != self._recycle_errors:
+                self._report_recycle_errors_locked(errors, int(self._health_errno[0]))
         if disk <= self.purge_threshold:
             self._kicked_at = 0
         elif disk != self._kicked_at:
@@ -231,6 +238,15 @@ class Engine:
             self._kicked_at = disk
             self._purger.kick()
         return ticket
+
+    def _report_recycle_errors_locked(self, count: int, errno_: int) -> None:
+        """Recycling an emptied segment failed (a rename, unlink or directory
+        sync; the C preparer retries each a second later)."""
+        new, self._recycle_errors = count - self._recycle_errors, count
+        log.warning("%s: recycling an emptied segment failed %d time(s): %s; retried",
+                    self.path, new, os.strerror(errno_),
+                    extra={"pyraftlog_dir": self.path, "recycle_errors": count,
+                           "errno": errno_})
 
     def _write_plan_locked(self, plan: Plan, flags: int = 0) -> int:
         """Store the plan's snapshot files, write its records, apply its ops
@@ -513,6 +529,8 @@ class Engine:
                 "segments_recycled": int(s.segments_recycled),
                 "segments_deleted": int(s.segments_deleted),
                 "prepare_stalls": int(s.prepare_stalls),
+                "recycle_errors": int(s.recycle_errors),
+                "table_slots": int(s.table_slots),
                 "purge_runs": self._purger.runs,
                 "purge_rewritten_bytes": self._purger.rewritten_bytes,
                 "purge_rewritten_groups": self._purger.rewritten_groups,

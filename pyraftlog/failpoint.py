@@ -1,6 +1,7 @@
 """Test hooks: make a named place fail with an errno (raft-engine style
 failpoints).  C places: "segment::create", "segment::fallocate",
-"segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync".  Python places:
+"segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync",
+"log::start_sync", "ring::rename", "ring::unlink", "ring::dir_fsync".  Python places:
 "snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync".
 
     with pyraftlog.failpoint.armed("flusher::fdatasync", errno.EIO):
@@ -16,7 +17,8 @@ from . import snapshot_store
 from ._native import ffi, lib
 
 C_POINTS = ("segment::create", "segment::fallocate", "segment::header_sync", "segment::rename",
-            "dir::fsync", "flusher::fdatasync")
+            "dir::fsync", "flusher::fdatasync", "log::start_sync", "ring::rename", "ring::unlink",
+            "ring::dir_fsync")
 PY_POINTS = ("snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync")
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from . import batch as B
 from . import record as R
 from ._native import lib
-from .group_index import GroupState
+from .group_index import GroupState, position_seq
 from .plan import Plan
 from .ticket import Ticket
 
@@ -67,10 +67,11 @@ def _pause() -> None:
     time.sleep(PAUSE)
 
 
-def oldest_seq(st: GroupState) -> int:
-    """The oldest segment holding a record this group needs."""
+def oldest_seq(st: GroupState, head: int) -> int:
+    """The oldest segment holding a record this group needs (`head`: the
+    active segment)."""
     p = st.oldest_position()
-    return 1 << 64 if p is None else p >> 32
+    return 1 << 64 if p is None else position_seq(p, head)
 
 
 class PinQueue:
@@ -100,7 +101,7 @@ class PinQueue:
         self._held = []
         for g in groups.keys() - self._known:
             self._known.add(g)
-            heapq.heappush(heap, (min(oldest_seq(groups[g]), head), g))
+            heapq.heappush(heap, (min(oldest_seq(groups[g], head), head), g))
 
     def step(self, groups: Dict[int, GroupState], seq: int, head: int,
              limit: int) -> Tuple[List[int], bool]:
@@ -116,7 +117,7 @@ class PinQueue:
             if st is None:
                 self._known.discard(g)
                 continue
-            now = min(oldest_seq(st), head)
+            now = min(oldest_seq(st, head), head)
             if now <= seq:
                 self._held.append((now, g))  # back in the heap when the next search starts
                 found.append(g)
@@ -328,7 +329,7 @@ class Purger:
         with eng._lock:
             eng._check()
             st = eng._index.get(g)
-            if st is None or oldest_seq(st) > seq:
+            if st is None or oldest_seq(st, eng._active_seq_locked()) > seq:
                 return 0
             lens = eng._entry_lens_locked(st)
             if int(lens.sum()) + R.RECORD_HEADER_SIZE * len(lens) <= self.stage_bytes:
