@@ -379,6 +379,84 @@ def test_open_that_cuts_a_torn_tail_fails_cleanly(tmp_path, point):
     check_reopen(tmp_path, acked=3, written=3)
 
 
+# ============================================ recycling emptied segments
+
+# with max_free_segments=1 the pool is full (its one prepared file) when a
+# segment empties, so the segment is deleted; with more room it is renamed
+RECYCLE_POINTS = [("ring::rename", 4), ("ring::unlink", 1), ("ring::dir_fsync", 1),
+                  ("ring::dir_fsync", 4)]
+
+
+def _empty_segments(log, w, rotations=3):
+    """Writes until `rotations` segments are full, then compacts everything
+    written: those segments are all empty at once, so one is recycled into
+    the pool and (with max_free_segments=1) the next deleted."""
+    w.until_rotation(rotations)
+    b = log.batch()
+    b.compact(1, w.next - 1)
+    log.write(b).wait(timeout=WAIT)
+    w.write_wait()
+
+
+@pytest.mark.parametrize("point,max_free", RECYCLE_POINTS)
+def test_recycle_failure_is_counted_logged_and_retried(tmp_path, point, max_free, caplog):
+    """A failed rename, unlink or directory sync while recycling is neither
+    silent nor fatal: counted in stats(), logged at WARNING by the next
+    write, retried a second later; writes and tickets go on, and nothing
+    acknowledged is lost."""
+    log = open_log(tmp_path, prepare_ahead=1, max_free_segments=max_free)
+    w = Writer(log)
+    _empty_segments(log, w)
+    assert bounded(lambda: _wait_for(
+        lambda: log.stats()["segments_recycled"] + log.stats()["segments_deleted"] > 0))
+    arm(point, errno.EIO)
+    _empty_segments(log, w)
+    assert bounded(lambda: _wait_for(lambda: log.stats()["recycle_errors"] > 0))
+    with caplog.at_level("WARNING", logger="pyraftlog"):
+        w.write_wait()  # not poisoned: the flusher syncs the directory itself
+    assert any("recycling an emptied segment failed" in r.getMessage() and
+               r.levelname == "WARNING" for r in caplog.records), caplog.text
+    s = log.stats()
+    assert s["poisoned_errno"] == 0 and s["recycle_errors"] >= 1
+    if point != "ring::dir_fsync":  # the file was not retired: still in the log
+        assert s["segments"] > 2
+    fp.clear_all()
+    # retried: every emptied segment leaves the log (a failed directory sync
+    # is retried by the flusher, which syncs the directory before it
+    # acknowledges the next batch)
+    assert bounded(lambda: _wait_for(lambda: log.stats()["segments"] <= 2))
+    bounded(log.close, what="close")
+    with open_log(tmp_path, recovery_mode="strict") as log:
+        assert log.last_index(1) == w.acked
+        assert log.entries(1, w.acked, w.acked + 1)[0].data == data(w.acked)
+
+
+def _wait_for(pred, timeout=WAIT - 1):
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_start_sync_failure_fails_open_cleanly(tmp_path):
+    """Opening syncs the newest recovered segment (a kill may have left
+    batches only in the page cache) before anything new is acknowledged: if
+    that fdatasync fails, the open fails with the errno, and the next open
+    recovers everything."""
+    with open_log(tmp_path) as log:
+        w = Writer(log)
+        for _ in range(5):
+            w.write_wait()
+    arm("log::start_sync", errno.EIO)
+    with pytest.raises(OSError) as ei:
+        open_log(tmp_path)
+    assert ei.value.errno == errno.EIO
+    fp.clear_all()
+    check_reopen(tmp_path, acked=5, written=5)
+
+
 # ===================================================== snapshot files
 
 SNAP_POINTS = ["snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync"]
