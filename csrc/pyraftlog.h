@@ -150,7 +150,8 @@ enum {
  * types[i] unless that is 0; its other array values are ignored and its
  * payload is not in `payload` (purge rewrites copy a group's entries this
  * way, without Python touching them).
- * positions[i] = segment seq << 32 | offset of record i's header.  A batch
+ * positions[i] = (segment seq mod 2^32) << 32 | offset of record i's header
+ * (docs/FORMAT.md: the table resolves the wrapped seq).  A batch
  * larger than a segment is PRL_E_TOO_LARGE unless flags has
  * PRL_WRITE_OVERSIZE (purge rewrites of large groups). */
 int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
