@@ -8,7 +8,6 @@ batches (API.md: "concurrent batches are serialised").  Waiting for
 durability never holds `_lock`."""
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -34,6 +33,7 @@ from .errors import (
 from .group_index import GroupIndex, GroupState
 from .group_view import GroupView
 from .lockfile import lock_directory
+from .logger import Summary, fields, log
 from .plan import Plan, apply_ops, plan_batch
 from .purge import Purger
 from .recovery import MODES, Recovery, list_free, retain_live
@@ -48,7 +48,6 @@ _PAGE = os.sysconf("SC_PAGESIZE")
 _EMPTY_HS = HardState()
 _EMPTY_CS = ConfState()
 
-log = logging.getLogger("pyraftlog")
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
@@ -135,17 +134,24 @@ class Engine:
             hp = ffi.new("prl_log **")
             check(lib.prl_log_open(self.path.encode(), opts, hp), f"open {self.path}")
             self._h = ffi.gc(hp[0], lib.prl_log_free)
-            self._core = Core(self._h)
+            self._core = Core(self._h, self.path)
             self._index = GroupIndex()
             self._snapshots = SnapshotStore(self.path, crc32c)
             t0 = time.monotonic()
             self._recovery = Recovery(self.path, self._h, recovery_mode, self._index,
                                       writable=True, progress=progress).run()
             rec = self._recovery
+            took = time.monotonic() - t0
             log.info("%s: recovered %d batches (%d bytes, %d groups) from %d segments in "
                      "%.3f s; %d torn tail bytes cut", self.path, rec.recovered_batches,
-                     rec.recovered_bytes, len(self._index.groups), rec.segments,
-                     time.monotonic() - t0, rec.dropped_tail_bytes)
+                     rec.recovered_bytes, len(self._index.groups), rec.segments, took,
+                     rec.dropped_tail_bytes,
+                     extra=fields(self.path, batches=rec.recovered_batches,
+                                  bytes=rec.recovered_bytes, groups=len(self._index.groups),
+                                  segments=rec.segments, seconds=took,
+                                  dropped_tail_bytes=rec.dropped_tail_bytes,
+                                  skipped_batches=rec.skipped_batches,
+                                  skipped_bytes=rec.skipped_bytes))
             retain_live(self._h, self._index)
             for fid in list_free(self.path):
                 check(lib.prl_log_adopt_free(self._h, fid), "adopt free segment")
@@ -162,6 +168,10 @@ class Engine:
         self._stats_buf = ffi.new("prl_stats *")
         self._purger = Purger(self, purge_batch_bytes)
         self._kicked_at = 0  # disk use when the purger was last woken
+        # what `_watch_locked` saw last: it looks only when disk use changed
+        self._watched_disk = 0
+        self._stalls_seen = 0
+        self._stalls = Summary()
         self._closed = False
         _live_engines.add(self)
 
@@ -191,6 +201,7 @@ class Engine:
             self._reap_deletes_locked(final=True)
             os.close(self._lockfd)
             _live_engines.discard(self)
+            self._log_stalls(self._stalls.flush())
         # Outside the lock: a callback completing now may call the engine (it
         # gets ClosedError) without deadlocking against close().
         self._core.stop()
@@ -223,7 +234,10 @@ class Engine:
                 raise ValueError(f"batch of {plan.size} bytes does not fit a segment of "
                                  f"{self.segment_size} bytes (raise segment_size)")
             ticket = Ticket(self._core, self._write_plan_locked(plan))
-        disk = lib.prl_log_disk_bytes(self._h)
+            disk = lib.prl_log_disk_bytes(self._h)
+            if disk != self._watched_disk:
+                self._watched_disk = disk
+                self._watch_locked()
         if disk <= self.purge_threshold:
             self._kicked_at = 0
         elif disk != self._kicked_at:
@@ -274,6 +288,28 @@ class Engine:
             self._reap_deletes_locked()
         return ticket_lsn
 
+    def _watch_locked(self) -> None:
+        """Reports what the C threads cannot log themselves.  Called when disk
+        use changed (a segment was created, recycled or deleted), which is
+        also when a rotation that found no prepared file created one."""
+        s = self._stats_buf
+        lib.prl_log_stats(self._h, s)
+        if s.poison_errno:
+            self._core.note_poison(int(s.poison_errno))
+        stalls = int(s.prepare_stalls)
+        if stalls > self._stalls_seen:
+            new, self._stalls_seen = stalls - self._stalls_seen, stalls
+            self._log_stalls(self._stalls.add(stalls=new))
+
+    def _log_stalls(self, summary: Optional[Dict[str, int]]) -> None:
+        if summary:
+            n = summary["stalls"]
+            log.warning("%s: %d rotations found no prepared segment file and created one "
+                        "while the writer waited (the disk is slow to allocate, or "
+                        "prepare_ahead is too low)", self.path, n,
+                        extra=fields(self.path, prepare_stalls=n,
+                                     prepare_stalls_total=self._stalls_seen))
+
     def _raise_write_error(self, rc: int) -> None:
         """A failed write: PoisonedError if the log is poisoned (sticky),
         otherwise the OSError of what failed (e.g. ENOSPC creating the next
@@ -281,6 +317,7 @@ class Engine:
         if -1000 < rc < 0:
             lib.prl_log_stats(self._h, self._stats_buf)
             if self._stats_buf.poison_errno:
+                self._core.note_poison(int(self._stats_buf.poison_errno))
                 raise PoisonedError(int(self._stats_buf.poison_errno))
             raise OSError(-rc, f"write: opening the next segment failed: {os.strerror(-rc)}")
         self._core.raise_for(rc, "write")
@@ -491,6 +528,8 @@ class Engine:
             self._check()
             s = self._stats_buf
             lib.prl_log_stats(self._h, s)
+            if s.poison_errno:
+                self._core.note_poison(int(s.poison_errno))
             rec = self._recovery
             out: Dict[str, Any] = {
                 "segments": int(s.segments),

@@ -574,7 +574,8 @@ class PyraftlogJournal:
             except (pyraftlog.RaftLogError, OSError):
                 # PySyncObj destroys journals from its tick thread, where an
                 # exception would only kill the thread: report it here.
-                logger.exception("journal %r: final flush failed", self._name)
+                logger.exception("%s: journal %r: final flush failed", self._engine.path,
+                                 self._name, extra={"pyraftlog_dir": self._engine.path})
             finally:
                 self._destroyed = True
                 key = (id(self._engine), self._group)
