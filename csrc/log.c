@@ -62,7 +62,7 @@ int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offs
     pthread_mutex_unlock(&log->mu);
     if (nfd >= 0 && log->opt.sync && fdatasync(nfd) < 0) return -errno;
     if (!resume_offset) {
-        rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, &seg);
+        rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, log->opt.file_mode, &seg);
         if (rc) return rc;
     }
     pthread_mutex_lock(&log->mu);
@@ -142,7 +142,7 @@ static int rotate(prl_log *log, uint64_t need) {
             return rc;
         }
     } else {
-        rc = prl_segment_create(log->dirfd, seq, size, lsn, &seg);
+        rc = prl_segment_create(log->dirfd, seq, size, lsn, log->opt.file_mode, &seg);
         if (rc) return rc;
     }
     pthread_mutex_lock(&log->mu);
