@@ -20,9 +20,11 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import directory
 from . import record as R
 from ._native import check, ffi, lib
 from .batch import WriteBatch
+from .directory import DEFAULT_FILE_MODE, check_file_mode
 from .errors import (
     ClosedError,
     CompactedError,
@@ -77,7 +79,8 @@ def _fb(kind: str, buf: Any) -> Any:
 
 
 class Engine:
-    """One durable log for many Raft groups.  Create with `pyraftlog.open`."""
+    """One durable log for many Raft groups.  Create with `pyraftlog.open`
+    (its docstring: file modes, and the errors for a wrong path)."""
 
     def __init__(self, path: "os.PathLike[str] | str", *, segment_size: int = DEFAULT_SEGMENT_SIZE,
                  recovery_mode: str = "tolerate_tail",
@@ -85,7 +88,8 @@ class Engine:
                  min_sync_interval: float = 0.0, sync: bool = True,
                  prepare_ahead: int = 2, max_free_segments: Optional[int] = None,
                  purge_batch_bytes: Optional[int] = None,
-                 progress: Optional[Callable[[int, int], None]] = None):
+                 progress: Optional[Callable[[int, int], None]] = None,
+                 file_mode: int = DEFAULT_FILE_MODE):
         self._closed = True
         self._forked = False
         self.path = os.fspath(path)
@@ -116,12 +120,13 @@ class Engine:
         if not 1 <= purge_batch_bytes <= seg // 4:
             raise ValueError(f"purge_batch_bytes must be between 1 and a quarter of the "
                              f"segment_size ({seg // 4}), got {purge_batch_bytes}")
+        self.file_mode = check_file_mode(file_mode)
         self.segment_size = seg
         self.recovery_mode = recovery_mode
         self.sync_enabled = sync
 
-        os.makedirs(self.path, exist_ok=True)
-        self._lockfd = lock_directory(self.path)
+        directory.prepare(self.path, file_mode)
+        self._lockfd = lock_directory(self.path, file_mode)
         try:
             opts = ffi.new("prl_log_options *", {
                 "segment_size": seg, "sync": int(sync),
@@ -130,13 +135,14 @@ class Engine:
                 # past the purge's starting point, one file ready is enough:
                 # the purge is about to free segments (and the pool alone
                 # then never takes disk use two segments past the threshold)
-                "prepare_disk_limit": min(self.purge_threshold + seg, (1 << 64) - 1)})
+                "prepare_disk_limit": min(self.purge_threshold + seg, (1 << 64) - 1),
+                "file_mode": file_mode})
             hp = ffi.new("prl_log **")
             check(lib.prl_log_open(self.path.encode(), opts, hp), f"open {self.path}")
             self._h = ffi.gc(hp[0], lib.prl_log_free)
             self._core = Core(self._h, self.path)
             self._index = GroupIndex()
-            self._snapshots = SnapshotStore(self.path, crc32c)
+            self._snapshots = SnapshotStore(self.path, crc32c, mode=file_mode)
             t0 = time.monotonic()
             self._recovery = Recovery(self.path, self._h, recovery_mode, self._index,
                                       writable=True, progress=progress).run()
@@ -589,6 +595,17 @@ def _percentile(hist: Dict[int, int], q: float) -> Optional[int]:
 
 
 def open(path: "os.PathLike[str] | str", **options: Any) -> Engine:  # noqa: A001
-    """Open (creating if missing) the log in directory `path`; see Engine."""
+    """Open (creating if missing, with missing parents) the log in directory
+    `path`; see Engine and the README's options table.
+
+    New files are private: `file_mode` (default 0o600; e.g. 0o640 for group
+    read access) for segment, snapshot and lock files, the matching mode with
+    search bits (0o700, 0o750) for the directory and `snapshots/`; the umask
+    applies; existing files keep their modes.  A path that is not a
+    directory is NotADirectoryError, a directory this process cannot write
+    PermissionError, both naming the path.  A name of the log format that is
+    not a regular file (a symbolic link, FIFO, device or directory planted
+    in the log directory) is a CorruptionError naming it: nothing in a log
+    directory is followed, opened elsewhere or waited on."""
     return Engine(path, **options)
 

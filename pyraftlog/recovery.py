@@ -32,6 +32,7 @@ import numpy as np
 from . import batch as B
 from . import record as R
 from ._native import REASONS, check, ffi, is_clean_end, lib
+from .directory import check_regular
 from .errors import CorruptionError
 from .group_index import GroupIndex, SnapRef
 from .logger import fields, log
@@ -49,13 +50,25 @@ def segment_name(seq: int) -> str:
 
 
 def list_segments(path: str) -> List[int]:
-    """Sequence numbers of the segment files in `path`, ascending."""
-    return sorted(int(m.group(1), 16) for m in map(_SEGMENT_NAME.match, os.listdir(path)) if m)
+    """Sequence numbers of the segment files in `path`, ascending; a name of
+    the format that is not a regular file is a CorruptionError."""
+    return _list(path, _SEGMENT_NAME)
 
 
 def list_free(path: str) -> List[int]:
     """Ids of the free (prepared or recycled) segment files in `path`."""
-    return sorted(int(m.group(1), 16) for m in map(_FREE_NAME.match, os.listdir(path)) if m)
+    return _list(path, _FREE_NAME)
+
+
+def _list(path: str, pattern: "re.Pattern[str]") -> List[int]:
+    out = []
+    for name in os.listdir(path):
+        m = pattern.match(name)
+        # only names of the format are looked at; a file gone meanwhile (a
+        # live writer recycled it, for the CLI) is left out
+        if m and check_regular(os.path.join(path, name)):
+            out.append(int(m.group(1), 16))
+    return sorted(out)
 
 
 @dataclass
@@ -286,7 +299,10 @@ class Recovery:
         seqs = list_segments(self.path)
         heads = []
         for seq in seqs:
-            check(lib.prl_log_attach(self.h, seq), f"open {self._name(seq)}")
+            rc = lib.prl_log_attach(self.h, seq)
+            if rc == lib.PRL_E_NOT_REGULAR:  # replaced since it was listed
+                raise self._corrupt(seq, 0, "not a regular file")
+            check(rc, f"open {self._name(seq)}")
             base, size = self._mapping(seq)
             first = ffi.new("uint64_t *")
             reason = lib.prl_scan_header(base, size, seq, first)
