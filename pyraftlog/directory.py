@@ -75,6 +75,13 @@ def open_regular(path: str, flags: int, mode: int = DEFAULT_FILE_MODE,
     no terminal; CorruptionError (naming `shown` or `path`) for anything that
     is not a regular file."""
     name = shown or path
+    try:  # looked at first, so that a device is not even opened
+        st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise not_regular(name, st.st_mode)
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
                      mode, dir_fd=dir_fd)

@@ -1,6 +1,9 @@
 """Test hooks: make a named place fail with an errno (raft-engine style
 failpoints).  C places: "segment::create", "segment::fallocate",
-"segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync".  Python places:
+"segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync",
+"segment::open" (opening an existing segment or free file: recovery, reuse,
+resuming the newest segment), "segment::mmap" (every mapping of a segment,
+new or existing).  Python places:
 "snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync".
 
     with pyraftlog.failpoint.armed("flusher::fdatasync", errno.EIO):
@@ -16,7 +19,7 @@ from . import snapshot_store
 from ._native import ffi, lib
 
 C_POINTS = ("segment::create", "segment::fallocate", "segment::header_sync", "segment::rename",
-            "dir::fsync", "flusher::fdatasync")
+            "dir::fsync", "flusher::fdatasync", "segment::open", "segment::mmap")
 PY_POINTS = ("snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync")
 
 
