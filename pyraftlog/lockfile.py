@@ -6,7 +6,7 @@ import fcntl
 import os
 
 from .directory import DEFAULT_FILE_MODE, open_regular
-from .errors import LockedError
+from .errors import CorruptionError, LockedError
 
 LOCK_FILE = "LOCK"
 
@@ -14,7 +14,9 @@ LOCK_FILE = "LOCK"
 def lock_directory(path: str, mode: int = DEFAULT_FILE_MODE) -> int:
     """An advisory lock on `path`/LOCK (created with `mode`); LockedError if
     another Engine holds it.  A LOCK that is not a regular file (a planted
-    symbolic link or FIFO) is a CorruptionError, never followed or waited on.
+    symbolic link, FIFO or directory) is never followed or waited on: an
+    OSError naming it (IsADirectoryError for a directory; its bytes are never
+    read, so this is not corruption of the log).
 
     flock locks belong to the open file description, so a second open in the
     same process conflicts too (POSIX fcntl locks would not)."""
@@ -24,6 +26,9 @@ def lock_directory(path: str, mode: int = DEFAULT_FILE_MODE) -> int:
     except PermissionError as exc:
         raise PermissionError(errno.EACCES, f"cannot create or open {LOCK_FILE} in the log "
                               f"directory (it must be writable): {exc.strerror}", path) from None
+    except CorruptionError as exc:
+        err = errno.EISDIR if "directory" in exc.reason else errno.EINVAL
+        raise OSError(err, exc.reason, name) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
