@@ -63,7 +63,7 @@ int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offs
     if (nfd >= 0 && log->opt.sync && FAIL_OR("log::start_sync", fdatasync(nfd)) < 0)
         return -errno;
     if (!resume_offset) {
-        rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, &seg);
+        rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, log->opt.file_mode, &seg);
         if (rc) return rc;
     }
     pthread_mutex_lock(&log->mu);
@@ -143,7 +143,7 @@ static int rotate(prl_log *log, uint64_t need) {
             return rc;
         }
     } else {
-        rc = prl_segment_create(log->dirfd, seq, size, lsn, &seg);
+        rc = prl_segment_create(log->dirfd, seq, size, lsn, log->opt.file_mode, &seg);
         if (rc) return rc;
     }
     pthread_mutex_lock(&log->mu);

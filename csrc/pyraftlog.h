@@ -14,7 +14,9 @@ enum prl_status {
     PRL_E_CLOSED = -1002,    /* the log was closed */
     PRL_E_BAD_POSITION = -1003, /* a position names no record of a mapped segment */
     PRL_E_BAD_ARGUMENT = -1004,
-    PRL_E_TIMEOUT = -1005
+    PRL_E_TIMEOUT = -1005,
+    PRL_E_NOT_REGULAR = -1006 /* a name in the log directory is a symbolic link,
+                                 directory, FIFO, socket or device, not a file */
 };
 
 /* Why a scan stopped or a header was refused.  The END_* reasons are a clean
@@ -88,6 +90,9 @@ typedef struct {
     uint64_t prepare_disk_limit;   /* above this many bytes of segment files the
                                       preparer keeps only one file ready (0: no
                                       limit); the purge is about to free some */
+    uint32_t file_mode;            /* permission bits of new segment files (the
+                                      umask applies); 0: 0600 */
+    uint32_t pad2;
 } prl_log_options;
 
 typedef struct {
@@ -212,7 +217,9 @@ int prl_log_sync_history(prl_log *log, uint64_t *out /* OUT */, uint32_t n,
 /* The next `count` hits of failpoint `name` fail with errno `err` (count < 0:
  * all of them; err 0 clears).  Names: "segment::create", "segment::fallocate",
  * "segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync",
- * "log::start_sync", "ring::rename", "ring::unlink", "ring::dir_fsync". */
+ * "log::start_sync", "ring::rename", "ring::unlink", "ring::dir_fsync",
+ * "segment::open" (opening an existing segment or free file: recovery, reuse,
+ * resuming the newest segment), "segment::mmap" (every mapping of a segment). */
 void prl_failpoint_set(const char *name, int32_t err, int32_t count);
 
 /* out[0..5] = segment header size, batch header size, record header size,

@@ -179,7 +179,7 @@ void *prl_preparer_main(void *arg) {
             uint64_t id = log->next_free_id++;
             pthread_mutex_unlock(&log->mu);
             prl_segment *seg;
-            int rc = prl_segment_prepare(log->dirfd, id, log->opt.segment_size, &seg);
+            int rc = prl_segment_prepare(log->dirfd, id, log->opt.segment_size, log->opt.file_mode, &seg);
             pthread_mutex_lock(&log->mu);
             if (!rc && pool_push_locked(log, seg) == 0) {
                 log->seg_created++;

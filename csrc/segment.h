@@ -30,16 +30,21 @@ typedef struct prl_segment {
 
 void prl_segment_name(uint64_t seq, char *buf /* OUT: >= 24 bytes */);
 void prl_free_name(uint64_t id, char *buf /* OUT: >= 24 bytes */);
-/* Creates free file `<id>.free`, allocated in full and mapped read-write.
- * No sync: its name and allocation become durable when it joins the log. */
-int prl_segment_prepare(int dirfd, uint64_t id, uint64_t size, prl_segment **out /* OUT */);
+/* Creates free file `<id>.free` with permission bits `mode` (0: 0600),
+ * allocated in full and mapped read-write.  No sync: its name and
+ * allocation become durable when it joins the log. */
+int prl_segment_prepare(int dirfd, uint64_t id, uint64_t size, uint32_t mode,
+                        prl_segment **out /* OUT */);
 /* Writes a segment header for (seq, first_lsn) into the mapping. */
 void prl_segment_write_header(prl_segment *seg, uint64_t seq, uint64_t first_lsn);
-/* Creates `<seq>.seg`, allocates it in full (never sparse: a store into a hole
+/* Creates `<seq>.seg` (permission bits `mode`, 0: 0600), allocates it in full (never sparse: a store into a hole
  * of a shared mapping SIGBUSes on a full disk), maps it, writes the header,
  * syncs the file and then the directory. */
 int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_lsn,
-                       prl_segment **out /* OUT */);
+                       uint32_t mode, prl_segment **out /* OUT */);
+/* Existing files are opened relative to the directory, never through a
+ * symbolic link and never blocking (a FIFO planted under a segment's name);
+ * anything but a regular file is PRL_E_NOT_REGULAR. */
 /* Maps an existing segment read-only, whatever its bytes say. */
 int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out /* OUT */);
 /* Maps an existing file `name` read-write (a free file). */

@@ -1,7 +1,10 @@
 """Test hooks: make a named place fail with an errno (raft-engine style
 failpoints).  C places: "segment::create", "segment::fallocate",
 "segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync",
-"log::start_sync", "ring::rename", "ring::unlink", "ring::dir_fsync".  Python places:
+"log::start_sync", "ring::rename", "ring::unlink", "ring::dir_fsync",
+"segment::open" (opening an existing segment or free file: recovery, reuse,
+resuming the newest segment), "segment::mmap" (every mapping of a segment,
+new or existing).  Python places:
 "snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync".
 
     with pyraftlog.failpoint.armed("flusher::fdatasync", errno.EIO):
@@ -18,7 +21,7 @@ from ._native import ffi, lib
 
 C_POINTS = ("segment::create", "segment::fallocate", "segment::header_sync", "segment::rename",
             "dir::fsync", "flusher::fdatasync", "log::start_sync", "ring::rename", "ring::unlink",
-            "ring::dir_fsync")
+            "ring::dir_fsync", "segment::open", "segment::mmap")
 PY_POINTS = ("snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync")
 
 

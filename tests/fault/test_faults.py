@@ -23,6 +23,7 @@ one preparation fails (the preparer then waits a second)."""
 import asyncio
 import errno
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -294,7 +295,7 @@ def _rotation_fails(tmp_path, point, err):
 
 
 ROTATION_POINTS = ["segment::create", "segment::fallocate", "segment::header_sync",
-                   "dir::fsync", "segment::rename"]
+                   "dir::fsync", "segment::rename", "segment::mmap"]
 
 
 @pytest.mark.parametrize("err", ERRNOS, ids=errno.errorcode.get)
@@ -455,6 +456,36 @@ def test_start_sync_failure_fails_open_cleanly(tmp_path):
     assert ei.value.errno == errno.EIO
     fp.clear_all()
     check_reopen(tmp_path, acked=5, written=5)
+
+
+RECOVERY_POINTS = ["segment::open", "segment::mmap"]
+
+
+def _files(path):
+    return {n: open(os.path.join(path, n), "rb").read()
+            for n in sorted(os.listdir(path)) if n.endswith((".seg", ".free"))}
+
+
+@pytest.mark.parametrize("err", ERRNOS, ids=errno.errorcode.get)
+@pytest.mark.parametrize("point", RECOVERY_POINTS)
+def test_recovery_open_or_mmap_failure_is_a_clear_error(tmp_path, point, err):
+    """Opening or mapping an existing segment fails during recovery: the open
+    raises OSError with the errno, naming the segment file; nothing in the
+    directory changed; the next open recovers everything."""
+    with open_log(tmp_path) as log:
+        w = Writer(log)
+        w.until_rotation(3)
+    before = _files(tmp_path)
+    assert sum(n.endswith(".seg") for n in before) >= 3
+    for mode in ("strict", "tolerate_tail", "tolerate_any"):
+        arm(point, err)
+        with pytest.raises(OSError) as ei:
+            bounded(lambda: open_log(tmp_path, recovery_mode=mode), what="open")
+        fp.clear_all()
+        assert ei.value.errno == err and not isinstance(ei.value, PoisonedError)
+        assert re.search(r"[0-9a-f]{16}\.seg", str(ei.value)), str(ei.value)
+        assert _files(tmp_path) == before
+    check_reopen(tmp_path, acked=w.acked, written=w.acked)
 
 
 # ===================================================== snapshot files
