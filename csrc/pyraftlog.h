@@ -15,8 +15,9 @@ enum prl_status {
     PRL_E_BAD_POSITION = -1003, /* a position names no record of a mapped segment */
     PRL_E_BAD_ARGUMENT = -1004,
     PRL_E_TIMEOUT = -1005,
-    PRL_E_NOT_REGULAR = -1006 /* a name in the log directory is a symbolic link,
-                                 directory, FIFO, socket or device, not a file */
+    PRL_E_NOT_REGULAR = -1006, /* a name in the log directory is a symbolic link,
+                                  directory, FIFO, socket or device, not a file */
+    PRL_E_NO_GROUP = -1007     /* the group index has no such group */
 };
 
 /* Why a scan stopped or a header was refused.  The END_* reasons are a clean
@@ -203,6 +204,62 @@ int prl_log_stats(prl_log *log, prl_stats *out /* OUT */);
  * Waiters are woken.  The struct stays valid until prl_log_free. */
 int prl_log_close(prl_log *log);
 void prl_log_free(prl_log *log);
+
+/* ---- the per-group index (csrc/group_index.c): every group's state in C.
+ * Not thread-safe (the engine's lock).  Positions as in prl_log_write;
+ * 0 is no record, UINT64_MAX a base replay guessed.  Every change appends
+ * the positions of records that stopped being needed to the index's
+ * release list (prl_index_release_list; emptied by prl_index_release_clear). */
+
+typedef struct prl_index prl_index;
+
+typedef struct {
+    uint64_t base_index, base_term, base_pos, last_index, last_term, n;
+    uint64_t hs_term, hs_vote, hs_commit, hs_pos;
+    uint64_t snap_index, snap_pos;
+    uint64_t first_pos;            /* position of entry base_index + 1, or 0 */
+} prl_group_info;
+
+typedef struct {
+    uint64_t groups, entries;
+    uint64_t nbytes;               /* memory the index holds */
+} prl_index_stats_t;
+
+int prl_index_new(prl_index **out /* OUT */);
+void prl_index_free(prl_index *ix);
+int prl_index_stats(prl_index *ix, prl_index_stats_t *out /* OUT */);
+/* The ids of all groups, in no order (cap >= the number of groups). */
+int prl_index_ids(prl_index *ix, uint64_t *out /* OUT */, uint64_t cap);
+/* 0, or PRL_E_NO_GROUP. */
+int prl_index_info(prl_index *ix, uint64_t group, prl_group_info *out /* OUT */);
+/* Term of entry i, base_index <= i <= last_index. */
+int prl_index_term(prl_index *ix, uint64_t group, uint64_t i, uint64_t *term /* OUT */);
+/* Terms and/or positions (either may be NULL) of entries [lo, hi). */
+int prl_index_range(prl_index *ix, uint64_t group, uint64_t lo, uint64_t hi,
+                    uint64_t *terms /* OUT */, uint64_t *pos /* OUT */);
+/* Entries start .. start+n-1 (replacing any from start on; at or below a known
+ * base they are skipped; replay may move a guessed base).  Creates the group. */
+int prl_index_append(prl_index *ix, uint64_t group, uint64_t start, uint64_t n,
+                     const uint64_t *terms, const uint64_t *pos);
+/* A TRUNCATE record: drops entries >= index.  No group: nothing. */
+int prl_index_truncate(prl_index *ix, uint64_t group, uint64_t index);
+/* A COMPACT record at pos: drops entries <= index.  Creates the group. */
+int prl_index_compact(prl_index *ix, uint64_t group, uint64_t index, uint64_t term, uint64_t pos);
+/* A SNAPSHOT record at pos: drops every entry; base = (index, term).  Creates. */
+int prl_index_snapshot(prl_index *ix, uint64_t group, uint64_t index, uint64_t term, uint64_t pos);
+/* A HARD_STATE record at pos.  Creates the group. */
+int prl_index_hard_state(prl_index *ix, uint64_t group, uint64_t term, uint64_t vote,
+                         uint64_t commit, uint64_t pos);
+int prl_index_create(prl_index *ix, uint64_t group);
+/* Forgets the group, releasing every record it held (PRL_E_NO_GROUP: none). */
+int prl_index_remove(prl_index *ix, uint64_t group);
+/* Adds positions to the release list (records the caller stopped needing). */
+int prl_index_release(prl_index *ix, uint64_t n, const uint64_t *pos);
+int prl_index_release_list(prl_index *ix, const uint64_t **list /* OUT */, uint64_t *n /* OUT */);
+void prl_index_release_clear(prl_index *ix);
+/* Gives the C heap's free memory back to the system (after a recovery,
+ * whose transient allocations would otherwise stay in the process). */
+void prl_index_trim(void);
 
 /* ---- test hooks */
 

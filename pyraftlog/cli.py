@@ -142,7 +142,7 @@ def report_dict(r: Report) -> Dict[str, Any]:
                          "first_lsn": 0, "last_lsn": 0, "batches": 0, "records": 0,
                          "state": "free"})
     groups = [_group(g, r.index.groups[g], r.group_live[g]) for g in sorted(r.index.groups)]
-    referenced = {(g, st.snap_ref[1]) for g, st in r.index.groups.items() if st.snap_ref}
+    referenced = r.index.snapshot_files()
     return {
         "path": os.path.abspath(r.path), "locked_by_pid": r.holder,
         "disk_bytes": sum(s["size"] for s in segments),

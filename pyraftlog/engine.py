@@ -159,10 +159,10 @@ class Engine:
                                   skipped_batches=rec.skipped_batches,
                                   skipped_bytes=rec.skipped_bytes))
             retain_live(self._h, self._index)
+            lib.prl_index_trim()
             for fid in list_free(self.path):
                 check(lib.prl_log_adopt_free(self._h, fid), "adopt free segment")
-            self._snapshots.remove_orphans({(g, st.snap_ref[1]) for g, st in
-                                            self._index.groups.items() if st.snap_ref})
+            self._snapshots.remove_orphans(self._index.snapshot_files())
             seq, offset = rec.resume or (rec.next_seq, 0)
             check(lib.prl_log_start(self._h, seq, rec.next_lsn, offset),
                   f"start writing segment {seq} in {self.path}")
@@ -300,6 +300,7 @@ class Engine:
         if release:
             check(lib.prl_log_release(self._h, len(release), _fb("uint64_t[]", release)),
                   "release")
+        self._index.flush_release(self._h)
         ticket_lsn = int(lsn[0])
         for g, ref in superseded:
             st = self._index.get(g)
@@ -457,7 +458,7 @@ class Engine:
         the segment mappings by C."""
         if lo >= hi:
             return []
-        pos = st.positions[lo - st.base_index - 1:hi - st.base_index - 1]
+        pos = self._index.positions(st.id, lo, hi)
         n = len(pos)
         pbuf = _fb("uint64_t[]", pos)
         lens, auxs, size = self._read_meta_locked(pbuf, n)

@@ -1,32 +1,34 @@
-"""The per-group index: every group's state in memory, with no Python object
-per entry.
+"""The per-group index: every group's state lives in C (csrc/group_index.c:
+one hash table from group id to a compact struct; the rules by which writes
+and replay change a group are there too).  This module is its Python face:
+`GroupIndex` owns the C index plus what is rare and variable-sized (a
+snapshot's metadata and file reference, a group's key-value space, a purge
+rewrite's staged entries), and `GroupState` is a read-only view of one
+group, taken when asked for (no Python object per group is kept).
 
-A group's entries are contiguous: entry `base_index + 1 + k` lives at
-`positions[k]` ((segment seq mod 2^32) << 32 | offset of its record, 8
-bytes; see `position_seq`).  Terms are
-stored once per run of equal terms (`run_starts`, `run_terms`), so a group
-costs about 8 bytes per live entry.  The same `apply_*` methods serve live
-writes and recovery replay, so replay rebuilds exactly what writes built.
+A group's entries are contiguous: entry `base_index + 1 + k` lives at a
+position ((segment seq mod 2^32) << 32 | offset of its record, 8 bytes; see
+`position_seq`).  Terms are stored once per run of equal terms.
 
-Every `apply_*` appends to `release` the positions of records that stopped
-being needed (live-byte accounting for segment recycling) and returns the
-snapshot file reference it superseded, if any.  Not thread-safe: the Engine
-calls it with its lock held."""
+Records that stop being needed are released: C collects the ones it drops
+(`flush_release` hands them to the log's live-byte accounting); the
+changes made here in Python append theirs to the `release` array the
+caller passes.  Not thread-safe: the Engine calls it with its lock held."""
 from __future__ import annotations
 
-import sys
 from array import array
-from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._native import check, ffi, lib
 from .types import HardState, SnapshotMeta
 
 SnapRef = Tuple[int, int, int]  # (data_size, file_id, data_crc)
-GUESSED = -1  # base_pos of a base that replay inferred (see _replay_prepare)
-_EMPTY_HS = HardState()
+GUESSED = -1  # base_pos of a base that replay inferred
+_C_GUESSED = (1 << 64) - 1
 _EMPTY_META = SnapshotMeta(0, 0)
 _U64 = (1 << 64) - 1
 _HALF = 1 << 63
@@ -45,61 +47,68 @@ def position_order(pos: int, ref: int) -> int:
     return ((pos - ref) & _U64) ^ _HALF
 
 
-class GroupState:
-    __slots__ = ("base_index", "base_term", "positions", "run_starts", "run_terms",
-                 "hard_state", "hs_pos", "snap_meta", "snap_ref", "snap_pos", "base_pos",
-                 "kv", "hint")
+def _opt(pos: int) -> Optional[int]:
+    return None if pos == 0 else GUESSED if pos == _C_GUESSED else pos
 
-    def __init__(self) -> None:
-        self.base_index = 0          # first_index - 1: snapshot or compaction point
-        self.base_term = 0
-        # replay only: the newest compaction seen below a guessed base, as
-        # (index, term, position); adopted if the base comes down to it
-        self.hint: Optional[Tuple[int, int, int]] = None
-        self.positions = array("Q")
-        self.run_starts = array("Q")  # first index of each run of equal terms
-        self.run_terms = array("Q")
-        self.hard_state = _EMPTY_HS
-        self.hs_pos: Optional[int] = None      # record holding hard_state
-        self.snap_meta = _EMPTY_META
-        self.snap_ref: Optional[SnapRef] = None
-        self.snap_pos: Optional[int] = None    # record holding snap_meta
-        self.base_pos: Optional[int] = None    # record that set base (snapshot or compact)
-        self.kv: Optional[Dict[bytes, Tuple[bytes, int]]] = None  # key -> (value, position)
+
+def _u64s(values: Any) -> Any:
+    """A contiguous uint64 buffer of `values` (numpy array, array('Q'), list)."""
+    if isinstance(values, np.ndarray):
+        return np.ascontiguousarray(values, dtype=np.uint64)
+    if isinstance(values, array) and values.typecode == "Q":
+        return values
+    return array("Q", values)
+
+
+class GroupState:
+    """One group as it was when the view was taken (`GroupIndex.get`)."""
+
+    __slots__ = ("_ix", "id", "base_index", "base_term", "last_index", "hard_state", "hs_pos",
+                 "snap_pos", "base_pos", "snap_meta", "snap_ref", "kv", "first_pos", "n")
+
+    def __init__(self, ix: "GroupIndex", g: int, info: Any) -> None:
+        self._ix = ix
+        self.id = g
+        self.base_index = int(info.base_index)
+        self.base_term = int(info.base_term)
+        self.last_index = int(info.last_index)
+        self.n = int(info.n)
+        self.hs_pos = _opt(int(info.hs_pos))
+        self.hard_state = (HardState(int(info.hs_term), int(info.hs_vote), int(info.hs_commit))
+                           if self.hs_pos is not None else HardState())
+        self.snap_pos = _opt(int(info.snap_pos))
+        self.base_pos = _opt(int(info.base_pos))
+        self.first_pos = int(info.first_pos)
+        snap = ix._snaps.get(g)
+        self.snap_meta, self.snap_ref = snap if snap is not None else (_EMPTY_META, None)
+        self.kv: Optional[Dict[bytes, Tuple[bytes, int]]] = ix._kv.get(g)
 
     @property
     def first_index(self) -> int:
         return self.base_index + 1
 
     @property
-    def last_index(self) -> int:
-        return self.base_index + len(self.positions)
+    def positions(self) -> array[int]:
+        """Positions of all entries (a copy)."""
+        return self._ix.positions(self.id, self.base_index + 1, self.last_index + 1)
 
     def term(self, i: int) -> int:
         """Term of entry i; the caller checked base_index <= i <= last_index."""
         if i == self.base_index:
             return self.base_term
-        return self.run_terms[bisect_right(self.run_starts, i) - 1]
+        return self._ix.term(self.id, i)
 
     def terms(self, lo: int, hi: int) -> List[int]:
         """Terms of entries [lo, hi), checked by the caller."""
-        out: List[int] = []
-        starts, terms = self.run_starts, self.run_terms
-        j = bisect_right(starts, lo) - 1
-        i = lo
-        while i < hi:
-            end = starts[j + 1] if j + 1 < len(starts) else hi
-            n = min(end, hi) - i
-            out.extend([terms[j]] * n)
-            i += n
-            j += 1
-        return out
+        return self.term_array(lo, hi).tolist()  # type: ignore[no-any-return]
 
     def term_array(self, lo: int, hi: int) -> "np.ndarray":
         """Terms of entries [lo, hi) as a numpy uint64 array, checked by the caller."""
-        starts = np.frombuffer(self.run_starts, np.uint64)
-        j = np.searchsorted(starts, np.arange(lo, hi, dtype=np.uint64), side="right") - 1
-        return np.frombuffer(self.run_terms, np.uint64)[j]
+        out = np.empty(hi - lo, np.uint64)
+        if hi > lo:
+            check(lib.prl_index_range(self._ix.h, self.id, lo, hi,
+                                      ffi.from_buffer("uint64_t[]", out), ffi.NULL), "index range")
+        return out
 
     def pins(self) -> List[int]:
         """Positions of the records other than entries this group still needs."""
@@ -111,199 +120,175 @@ class GroupState:
     def oldest_position(self) -> Optional[int]:
         """Position of the oldest record this group needs (None: none)."""
         needed = self.pins()
-        if self.positions:
-            needed.append(self.positions[0])
+        if self.n:
+            needed.append(self.first_pos)
         if not needed:
             return None
         return min(needed, key=partial(position_order, ref=needed[0]))
 
-    def nbytes(self) -> int:
-        return (sys.getsizeof(self) + sys.getsizeof(self.positions) +
-                sys.getsizeof(self.run_starts) + sys.getsizeof(self.run_terms))
 
-    # -- changes -----------------------------------------------------------
+class _Groups(Mapping):  # type: ignore[type-arg]
+    """group id -> GroupState, as a read-only mapping over the C index."""
 
-    def truncate_from(self, i: int, release: array[int]) -> None:
-        """Drop entries >= i (i > base_index)."""
-        keep = i - self.base_index - 1
-        if keep < len(self.positions):
-            release.extend(self.positions[keep:])
-            del self.positions[keep:]
-        j = bisect_left(self.run_starts, i)
-        del self.run_starts[j:]
-        del self.run_terms[j:]
+    def __init__(self, ix: "GroupIndex") -> None:
+        self._ix = ix
 
-    def append_one(self, index: int, term: int, position: int) -> None:
-        """One entry right after the last one (the caller checked)."""
-        self.positions.append(position)
-        if self.run_terms[-1] != term:
-            self.run_starts.append(index)
-            self.run_terms.append(term)
+    def __len__(self) -> int:
+        return self._ix.count()
 
-    def append(self, start: int, terms: Sequence[int], positions: array[int],
-               release: array[int]) -> None:
-        rterms = self.run_terms
-        if start == self.base_index + len(self.positions) + 1 and self.positions:
-            # the common case: new entries right after the last one
-            self.positions.extend(positions)
-            last: Optional[int] = rterms[-1]
-            for k, t in enumerate(terms):
-                if t != last:
-                    self.run_starts.append(start + k)
-                    rterms.append(t)
-                    last = t
-            return
-        skip = self._replay_prepare(start, release)
-        if skip:
-            terms, positions, start = terms[skip:], positions[skip:], start + skip
-            if not len(terms):
-                return
-        self.truncate_from(start, release)
-        self.positions.extend(positions)
-        starts, rterms = self.run_starts, self.run_terms
-        last = rterms[-1] if rterms and len(self.positions) > len(positions) else None
-        for k, t in enumerate(terms):
-            if t != last:
-                starts.append(start + k)
-                rterms.append(t)
-                last = t
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ix.ids())
 
-    def append_bulk(self, start: int, terms: "np.ndarray", positions: "np.ndarray",
-                    release: array[int]) -> None:
-        """`append` for replay: terms and positions as numpy arrays, term
-        runs found with numpy instead of a Python loop."""
-        skip = self._replay_prepare(start, release)
-        if skip:
-            terms, positions, start = terms[skip:], positions[skip:], start + skip
-            if not len(terms):
-                return
-        self.truncate_from(start, release)
-        kept = len(self.positions) > 0
-        self.positions.frombytes(positions.astype(np.uint64, copy=False).tobytes())
-        change = np.flatnonzero(terms[1:] != terms[:-1]) + 1
-        if not kept or self.run_terms[-1] != terms[0]:
-            self.run_starts.append(start)
-            self.run_terms.append(int(terms[0]))
-        if len(change):
-            self.run_starts.frombytes((change.astype(np.uint64) + np.uint64(start)).tobytes())
-            self.run_terms.frombytes(terms[change].astype(np.uint64, copy=False).tobytes())
+    def __contains__(self, g: object) -> bool:
+        return isinstance(g, int) and self._ix.get(g) is not None
 
-    # -- replay of a log whose oldest segments were recycled -----------------
-    #
-    # Replay then starts in the middle of a group's history: the records its
-    # first entries followed may be gone, and dead records (superseded later)
-    # come back for a while.  When entries arrive with nothing before them,
-    # the base (compaction point) is guessed (base_pos = GUESSED, term 0).  A
-    # guessed base gives way: entries, truncations and compactions below it
-    # move it down (they were valid when written, so the guess was too high),
-    # and the compact or snapshot record that really set the base names it.
-    # The live records always rebuild the final state: the newest base record
-    # is live, and so is every entry above it (docs/ARCHITECTURE.md).
-
-    def _replay_prepare(self, start: int, release: array[int]) -> int:
-        """Before entries start.. are applied: how many leading ones to skip
-        (at or below a known base), after moving a guessed base if needed."""
-        if start <= self.base_index:
-            if self.base_pos != GUESSED:
-                return self.base_index + 1 - start
-            self._guess_base(start - 1, release)
-        elif start > self.last_index + 1:
-            self._guess_base(start - 1, release)
-        return 0
-
-    def _guess_base(self, index: int, release: array[int]) -> None:
-        self.truncate_from(self.base_index + 1, release)
-        if self.base_pos not in (None, GUESSED, self.snap_pos):
-            release.append(self.base_pos)
-        self.base_index, self.base_term, self.base_pos = index, 0, GUESSED
-        if self.hint is not None and self.hint[0] == index:
-            # a compaction seen while the guess was higher: it set this base
-            self.base_term, self.base_pos = self.hint[1], self.hint[2]
-            self.hint = None
-
-    def truncate(self, index: int, release: array[int]) -> None:
-        """A TRUNCATE record: drop entries >= index."""
-        if index > self.base_index:
-            self.truncate_from(index, release)
-        elif self.base_pos == GUESSED:
-            self._guess_base(index - 1, release)
-
-    def _set_base(self, index: int, term: int, pos: int, release: array[int]) -> None:
-        if self.base_pos not in (None, GUESSED, self.snap_pos):
-            release.append(self.base_pos)
-        self.base_index, self.base_term, self.base_pos = index, term, pos
-        j = bisect_right(self.run_starts, index + 1) - 1
-        if j > 0:
-            del self.run_starts[:j]
-            del self.run_terms[:j]
-
-    def compact(self, index: int, term: int, pos: int, release: array[int]) -> None:
-        """Drop entries <= index.  Replay may compact past the last index (a
-        rewritten group states its base first); then the group is empty there.
-        Replay may also find the base already at `index` without a record
-        (entries whose predecessors were recycled): this record names it."""
-        if self.base_pos == GUESSED and index <= self.base_index:
-            if index == self.base_index:  # the record that really set the guessed base
-                self.base_term, self.base_pos = term, pos
-            else:
-                # Below the guess: superseded since, or the base once the
-                # guess comes down to it (entries re-appended just above it).
-                release.append(pos)
-                self.hint = (index, term, pos)
-            return
-        self.hint = None
-        if index <= self.base_index:
-            release.append(pos)
-            return
-        drop = min(index - self.base_index, len(self.positions))
-        release.extend(self.positions[:drop])
-        del self.positions[:drop]
-        self._set_base(index, term, pos, release)
-
-    def apply_snapshot(self, meta: SnapshotMeta, ref: Optional[SnapRef], pos: int,
-                       release: array[int]) -> Optional[SnapRef]:
-        release.extend(self.positions)
-        del self.positions[:]
-        del self.run_starts[:]
-        del self.run_terms[:]
-        release.extend({p for p in (self.snap_pos, self.base_pos) if p not in (None, GUESSED)})
-        old = self.snap_ref
-        self.hint = None
-        self.snap_meta, self.snap_ref, self.snap_pos = meta, ref, pos
-        self.base_index, self.base_term, self.base_pos = meta.index, meta.term, pos
-        return old
-
-    def set_hard_state(self, hs: HardState, pos: int, release: array[int]) -> None:
-        if self.hs_pos is not None:
-            release.append(self.hs_pos)
-        self.hard_state, self.hs_pos = hs, pos
-
-    def put(self, key: bytes, value: bytes, pos: int, release: array[int]) -> None:
-        if self.kv is None:
-            self.kv = {}
-        old = self.kv.get(key)
-        if old is not None:
-            release.append(old[1])
-        self.kv[key] = (value, pos)
-
-    def delete(self, key: bytes, release: array[int]) -> None:
-        old = self.kv.pop(key, None) if self.kv else None
-        if old is not None:
-            release.append(old[1])
-
-    def release_all(self, release: array[int]) -> None:
-        release.extend(self.positions)
-        release.extend(self.pins())
+    def __getitem__(self, g: int) -> GroupState:
+        st = self._ix.get(g)
+        if st is None:
+            raise KeyError(g)
+        return st
 
 
 class GroupIndex:
-    """All groups: group id -> GroupState; and the entries a purge rewrite
-    has staged for a group but not yet adopted (purge.py)."""
+    """All groups; and the entries a purge rewrite has staged for a group but
+    not yet adopted (purge.py)."""
 
     def __init__(self) -> None:
-        self.groups: Dict[int, GroupState] = {}
+        hp = ffi.new("prl_index **")
+        check(lib.prl_index_new(hp), "group index")
+        self.h = ffi.gc(hp[0], lib.prl_index_free)
+        self._info = ffi.new("prl_group_info *")
+        self._stats = ffi.new("prl_index_stats_t *")
+        self._u64 = ffi.new("uint64_t *")
+        self._one = ffi.new("uint64_t[2]")  # term and position of append_one
+        self._snaps: Dict[int, Tuple[SnapshotMeta, Optional[SnapRef]]] = {}
+        self._kv: Dict[int, Dict[bytes, Tuple[bytes, int]]] = {}
+        self.groups = _Groups(self)
         # group -> runs of STAGE records: (first index, terms, positions)
         self.staged: Dict[int, List[Tuple[int, "np.ndarray", "np.ndarray"]]] = {}
+
+    # -- reading -----------------------------------------------------------
+
+    def get(self, g: int) -> Optional[GroupState]:
+        rc = lib.prl_index_info(self.h, g, self._info)
+        if rc == lib.PRL_E_NO_GROUP:
+            return None
+        check(rc, "index info")
+        return GroupState(self, g, self._info)
+
+    def count(self) -> int:
+        lib.prl_index_stats(self.h, self._stats)
+        return int(self._stats.groups)
+
+    def ids(self) -> List[int]:
+        n = self.count()
+        out = np.empty(n, np.uint64)
+        check(lib.prl_index_ids(self.h, ffi.from_buffer("uint64_t[]", out), n), "index ids")
+        return out.tolist()  # type: ignore[no-any-return]
+
+    def term(self, g: int, i: int) -> int:
+        check(lib.prl_index_term(self.h, g, i, self._u64), "index term")
+        return int(self._u64[0])
+
+    def positions(self, g: int, lo: int, hi: int) -> array[int]:
+        """Positions of entries [lo, hi) of group g, checked by the caller."""
+        out = array("Q", bytes(8 * (hi - lo)))
+        if hi > lo:
+            check(lib.prl_index_range(self.h, g, lo, hi, ffi.NULL,
+                                      ffi.from_buffer("uint64_t[]", out)), "index range")
+        return out
+
+    def snapshot_files(self) -> set[Tuple[int, int]]:
+        """(group, file id) of every snapshot file the index refers to."""
+        return {(g, ref[1]) for g, (_, ref) in self._snaps.items() if ref}
+
+    def entry_count(self) -> int:
+        lib.prl_index_stats(self.h, self._stats)
+        return int(self._stats.entries)
+
+    def nbytes(self) -> int:
+        """Memory of the index: the C structures, plus the Python-side
+        snapshot metadata and key-value spaces (estimated)."""
+        lib.prl_index_stats(self.h, self._stats)
+        kv = sum(100 + sum(len(k) + len(v) + 100 for k, (v, _) in d.items())
+                 for d in self._kv.values())
+        return int(self._stats.nbytes) + 200 * len(self._snaps) + kv
+
+    # -- changes (the same for writes and replay) ----------------------------
+
+    def append(self, g: int, start: int, terms: Sequence[int], positions: Any) -> None:
+        """Entries start.. of group g (terms and positions: sequences of the
+        same length, any uint64 buffer or list)."""
+        t, p = _u64s(terms), _u64s(positions)
+        check(lib.prl_index_append(self.h, g, start, len(t), ffi.from_buffer("uint64_t[]", t),
+                                   ffi.from_buffer("uint64_t[]", p)), "index append")
+
+    def append_one(self, g: int, index: int, term: int, position: int) -> None:
+        one = self._one
+        one[0] = term
+        one[1] = position
+        check(lib.prl_index_append(self.h, g, index, 1, one, one + 1), "index append")
+
+    def truncate(self, g: int, index: int) -> None:
+        check(lib.prl_index_truncate(self.h, g, index), "index truncate")
+
+    def compact(self, g: int, index: int, term: int, pos: int) -> None:
+        check(lib.prl_index_compact(self.h, g, index, term, pos), "index compact")
+
+    def apply_snapshot(self, g: int, meta: SnapshotMeta, ref: Optional[SnapRef],
+                       pos: int) -> Optional[SnapRef]:
+        """Returns the snapshot file reference this one superseded."""
+        check(lib.prl_index_snapshot(self.h, g, meta.index, meta.term, pos), "index snapshot")
+        old = self._snaps.get(g)
+        self._snaps[g] = (meta, ref)
+        return old[1] if old is not None else None
+
+    def set_hard_state(self, g: int, hs: HardState, pos: int) -> None:
+        check(lib.prl_index_hard_state(self.h, g, hs.term, hs.vote, hs.commit, pos),
+              "index hard state")
+
+    def create(self, g: int) -> None:
+        check(lib.prl_index_create(self.h, g), "index create")
+
+    def put(self, g: int, key: bytes, value: bytes, pos: int, release: array[int]) -> None:
+        self.create(g)
+        kv = self._kv.setdefault(g, {})
+        old = kv.get(key)
+        if old is not None:
+            release.append(old[1])
+        kv[key] = (value, pos)
+
+    def delete(self, g: int, key: bytes, release: array[int]) -> None:
+        kv = self._kv.get(g)
+        old = kv.pop(key, None) if kv else None
+        if old is not None:
+            release.append(old[1])
+        if kv is not None and not kv:
+            del self._kv[g]
+
+    def remove(self, g: int, release: array[int]) -> Optional[SnapRef]:
+        """Forgets group g; returns its snapshot file reference."""
+        if lib.prl_index_remove(self.h, g) == lib.PRL_E_NO_GROUP:
+            return None
+        for _, p in self._kv.pop(g, {}).values():
+            release.append(p)
+        snap = self._snaps.pop(g, None)
+        return snap[1] if snap is not None else None
+
+    def flush_release(self, log_handle: Any) -> None:
+        """Hands the records C released to the log's live-byte accounting."""
+        lst = ffi.new("const uint64_t **")
+        n = self._u64
+        lib.prl_index_release_list(self.h, lst, n)
+        if n[0]:
+            check(lib.prl_log_release(log_handle, n[0], lst[0]), "release")
+        lib.prl_index_release_clear(self.h)
+
+    def discard_release(self) -> None:
+        """Replay does no live accounting (recovery retains at the end)."""
+        lib.prl_index_release_clear(self.h)
+
+    # -- purge rewrites: staged entries ----------------------------------------
 
     def stage(self, group: int, start: int, terms: "np.ndarray", positions: "np.ndarray") -> None:
         self.staged.setdefault(group, []).append((start, terms, positions))
@@ -321,8 +306,8 @@ class GroupIndex:
         Replay may find only some of them: a STAGE record's segment is
         recycled once the entry it holds is gone (compacted, say, by a later
         record), oldest first.  Then the longest run up to `last` is
-        adopted above a guessed base (see GroupState._replay_prepare); the
-        records that removed the rest follow in the log."""
+        adopted above a guessed base (see csrc/group_index.c); the records
+        that removed the rest follow in the log."""
         runs = self.staged.pop(group, [])
         if not runs:
             return
@@ -338,7 +323,7 @@ class GroupIndex:
             k = k[int(gaps[-1]) + 1:] if len(gaps) else k
             take[:] = False
             take[k] = True
-            self.get_or_create(group).append_bulk(int(idx[k[0]]), terms[k], pos[k], release)
+            self.append(group, int(idx[k[0]]), terms[k], pos[k])
         else:
             take[:] = False
         release.extend(pos[~take].tolist())
@@ -347,25 +332,3 @@ class GroupIndex:
         """Forgets the group's staged records (a rewrite given up); returns
         their positions."""
         return [int(p) for _, _, ps in self.staged.pop(group, []) for p in ps]
-
-    def get(self, group: int) -> Optional[GroupState]:
-        return self.groups.get(group)
-
-    def get_or_create(self, group: int) -> GroupState:
-        st = self.groups.get(group)
-        if st is None:
-            st = self.groups[group] = GroupState()
-        return st
-
-    def remove(self, group: int, release: array[int]) -> Optional[SnapRef]:
-        st = self.groups.pop(group, None)
-        if st is None:
-            return None
-        st.release_all(release)
-        return st.snap_ref
-
-    def entry_count(self) -> int:
-        return sum(len(st.positions) for st in self.groups.values())
-
-    def nbytes(self) -> int:
-        return sys.getsizeof(self.groups) + sum(st.nbytes() for st in self.groups.values())

@@ -413,6 +413,7 @@ class Replay:
             return Problem(exc.path, exc.offset, exc.reason)
         finally:
             del self.release[:]
+            self.index.discard_release()
         return None
 
 

@@ -299,20 +299,19 @@ def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array[i
               superseded: List[Tuple[int, SnapRef]]) -> None:
     """Apply planned (or replayed) ops; `positions[k]` is record k's position.
 
-    Positions of records that stop being needed go to `release`; snapshot
-    files that stop being referenced go to `superseded` as (group, ref)."""
-    st: Optional[GroupState]
+    Positions of records that stop being needed go to `release` (or, for
+    what C drops, to the index's release list: GroupIndex.flush_release);
+    snapshot files that stop being referenced go to `superseded` as (group,
+    ref)."""
     for op in ops:
         kind, g = op[0], op[1]
         if kind == B.APPEND:
-            st = index.groups.get(g) or index.get_or_create(g)
-            if op[5] - op[4] == 1 and st.positions and op[2] == st.last_index + 1:
-                st.append_one(op[2], op[3][0], positions[op[4]])  # the Ready-loop case
+            if op[5] - op[4] == 1:  # the Ready-loop case
+                index.append_one(g, op[2], op[3][0], positions[op[4]])
             else:
-                st.append(op[2], op[3], positions[op[4]:op[5]], release)
+                index.append(g, op[2], op[3], positions[op[4]:op[5]])
         elif kind == B.APPEND_COPIES:  # terms as a numpy array
-            index.get_or_create(g).append_bulk(
-                op[2], op[3], np.frombuffer(positions, np.uint64)[op[4]:op[5]], release)
+            index.append(g, op[2], op[3], np.frombuffer(positions, np.uint64)[op[4]:op[5]])
         elif kind == B.STAGE:
             index.stage(g, op[2], np.asarray(op[3], np.uint64),
                         np.frombuffer(positions, np.uint64)[op[4]:op[5]].copy())
@@ -320,24 +319,20 @@ def apply_ops(index: GroupIndex, ops: List[Op], positions: Any, release: array[i
             index.adopt(g, op[2], op[3], op[4], release)
             release.append(positions[op[5]])
         elif kind == B.HARD_STATE:
-            index.get_or_create(g).set_hard_state(op[2], positions[op[3]], release)
+            index.set_hard_state(g, op[2], positions[op[3]])
         elif kind == B.SNAPSHOT:
-            old = index.get_or_create(g).apply_snapshot(op[2], op[3], positions[op[4]], release)
+            old = index.apply_snapshot(g, op[2], op[3], positions[op[4]])
             if old is not None:
                 superseded.append((g, old))
         elif kind == B.COMPACT:
-            index.get_or_create(g).compact(op[2], op[3], positions[op[4]], release)
+            index.compact(g, op[2], op[3], positions[op[4]])
         elif kind == B.TRUNCATE:
-            st = index.get(g)
-            if st is not None:
-                st.truncate(op[2], release)
+            index.truncate(g, op[2])
             release.append(positions[op[3]])
         elif kind == B.PUT:
-            index.get_or_create(g).put(op[2], op[3], positions[op[4]], release)
+            index.put(g, op[2], op[3], positions[op[4]], release)
         elif kind == B.DELETE:
-            st = index.get(g)
-            if st is not None:
-                st.delete(op[2], release)
+            index.delete(g, op[2], release)
             release.append(positions[op[3]])
         elif kind == B.REMOVE:
             old = index.remove(g, release)

@@ -229,12 +229,12 @@ class Scanner:
         cuts = (np.flatnonzero(gs[1:] != gs[:-1]) + 1).tolist()
         breaks = ids[1:] != ids[:-1] + 1  # a break inside a group: overlap or gap
         for a, b in zip([0] + cuts, cuts + [len(gs)]):
-            st = index.get_or_create(int(gs[a]))
+            g = int(gs[a])
             if b - a == 1 or not breaks[a:b - 1].any():
-                st.append_bulk(int(ids[a]), terms[a:b], pos[a:b], release)
+                index.append(g, int(ids[a]), terms[a:b], pos[a:b])
             else:
                 for k in range(a, b):
-                    st.append_bulk(int(ids[k]), terms[k:k + 1], pos[k:k + 1], release)
+                    index.append(g, int(ids[k]), terms[k:k + 1], pos[k:k + 1])
 
 
 def _decode(t: int, g: int, index: int, term: int, payload: memoryview, k: int) -> Op:
@@ -463,6 +463,7 @@ class Recovery:
                 bad = sc.replay(self.index, seq, mem, nb, nr, self._name(seq), self.release,
                                 res.superseded, self.mode == TOLERATE_ANY)
                 del self.release[:]
+                self.index.discard_release()
                 res.skipped_batches += bad
                 if bad:
                     self._skipped_at(seq, offset)

@@ -574,8 +574,8 @@ def test_poison_under_concurrent_writers(log_dir):
         deadline = time.monotonic() + WAIT
         while total[0] < 400 and time.monotonic() < deadline:
             time.sleep(0.005)
+        armed_at.set()  # first: a writer may see the poison before set() returns
         failpoint.set("flusher::fdatasync", errno.EIO)
-        armed_at.set()
 
     try:
         run_threads([lambda k=k: writer(k) for k in range(8)] + [arm_later])

@@ -31,6 +31,9 @@ def test_past_the_purge_threshold_one_file_is_kept_ready(open_log, log_dir):
     with log._purger._mu:
         for k in range(12):  # one group, never compacted: nothing to free
             append(log, 1, 1 + k * 100, 100, size=200).wait()
+            # the preparer refills in the background: a loaded machine must
+            # not let this writer outrun it (that would be a stall)
+            assert wait_until(lambda: log.stats()["free_segments"] >= 1)
         assert wait_until(lambda: log.stats()["free_segments"] == 1)
         s = log.stats()
     assert s["disk_bytes"] > 6 * SEG  # past the threshold
