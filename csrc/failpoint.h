@@ -6,6 +6,5 @@
 
 /* errno to fail with if failpoint `name` is armed (consumes one hit), else 0 */
 int prl_failpoint(const char *name);
-void prl_failpoint_set(const char *name, int32_t err, int32_t count);
 
 #endif
