@@ -278,6 +278,7 @@ def test_recovery_fuzz_short(ref):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # scales with PYRAFTLOG_HYPOTHESIS_EXAMPLES
 def test_recovery_fuzz_long(ref):
     @_settings(SLOW_EXAMPLES)
     @given(st.data())

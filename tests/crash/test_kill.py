@@ -98,6 +98,7 @@ def _kill_chain(tmp_path, seed, segment_size, sync, purge, kills):
 
 
 @pytest.mark.parametrize("segment_size,sync,purge,chain,kills", _chains())
+@pytest.mark.timeout(1200)  # up to CHAIN_LEN kills, each bounded by its own 60 s
 def test_kill_chain(tmp_path, segment_size, sync, purge, chain, kills):
     """kill, reopen, continue writing from the recovered prefix, kill again.
     With purge: the ring recycles emptied segments and rewrites lagging
