@@ -16,10 +16,9 @@ from . import snapshot_store
 from ._native import ffi, lib
 
 
-
 def _c_points() -> Tuple[str, ...]:
     """The C failpoints, from the one table in csrc/failpoint.c."""
-    names = []
+    names: List[str] = []
     while True:
         name = lib.prl_failpoint_name(len(names))
         if name == ffi.NULL:
