@@ -9,7 +9,7 @@ CSRC := $(wildcard csrc/*.c csrc/*.h) pyraftlog/_build.py setup.py pyproject.tom
 PYTEST := $(PY) -m pytest
 ASAN_LIB = $(shell gcc -print-file-name=libasan.so)
 
-.PHONY: all venv build test test-fast test-asan test-crash fuzz perf profile demo lint clean
+.PHONY: all venv build test test-fast test-asan test-crash fuzz soak perf profile demo lint clean
 
 all: build
 
@@ -36,8 +36,8 @@ test: build
 # is built in build/asan (the editable install is left alone) and put first on
 # the path; the sanitizer runtime is preloaded into the (uninstrumented) python.
 ASAN_TESTS := tests/test_crc32c.py tests/test_format.py tests/test_conformance.py \
-	tests/test_validation.py tests/test_ring.py tests/test_purge.py \
-	tests/test_snapshot_store.py $(wildcard tests/crash/test_corruption.py tests/crash/test_torn_tail.py \
+	tests/test_validation.py tests/test_ring.py tests/test_table.py tests/test_purge.py \
+	tests/test_snapshot_store.py tests/test_security.py tests/fault/test_faults.py $(wildcard tests/crash/test_corruption.py tests/crash/test_torn_tail.py \
 	tests/crash/test_fuzz_recovery.py tests/test_cli.py)
 test-asan: build
 	rm -rf build/asan && mkdir -p build/asan
@@ -56,6 +56,13 @@ test-crash: build
 fuzz: build
 	PYRAFTLOG_HYPOTHESIS_EXAMPLES=1000 $(PYTEST) -q tests/test_model.py tests/test_model_ring.py
 	PYRAFTLOG_HYPOTHESIS_EXAMPLES=1000 $(PYTEST) -q -m slow tests/crash/test_fuzz_recovery.py
+
+# a long run as a server would make (>= 10 minutes): small segments turning
+# over, lagging groups purged, writers and a reader, a reopen every 3 minutes;
+# a table per minute, and a verdict (throughput, descriptors, table, RSS).
+# Its count-based short version is in `make test` (tests/test_table.py).
+soak: build
+	$(PY) tests/soak/soak.py --minutes $(or $(SOAK_MINUTES),10)
 
 perf: build
 	$(PIP) install -q rocksdict lmdb || echo "perf peers not installed; they will be skipped"

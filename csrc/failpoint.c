@@ -16,9 +16,15 @@
 static const char *const known[] = {
     "dir::fsync",
     "flusher::fdatasync",
+    "log::start_sync",
+    "ring::dir_fsync",
+    "ring::rename",
+    "ring::unlink",
     "segment::create",
     "segment::fallocate",
     "segment::header_sync",
+    "segment::mmap",        /* every mapping of a segment, new or existing */
+    "segment::open",        /* an existing segment or free file: recovery, reuse, resume */
     "segment::rename",
 };
 #define N_KNOWN ((int)(sizeof known / sizeof known[0]))

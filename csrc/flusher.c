@@ -25,25 +25,20 @@ static int log2_bucket(uint64_t v, int nbuckets) {
     return b;
 }
 
-/* Takes the dirty segments; the flusher syncs them without holding mu.
- * `syncing` keeps them mapped and open meanwhile. */
-static int collect_dirty_locked(prl_log *log, prl_segment ***list, size_t *cap) {
-    int n = 0;
-    for (uint64_t i = 0; i < log->seg_slots; i++) {
-        prl_segment *s = log->segs[i];
-        if (!s || !s->dirty) continue;
-        if ((size_t)n == *cap) {
-            size_t ncap = *cap ? *cap * 2 : 8;
-            prl_segment **nl = realloc(*list, ncap * sizeof **list);
-            if (!nl) return -ENOMEM;
-            *list = nl;
-            *cap = ncap;
-        }
+/* Takes the dirty list: O(dirty segments), no allocation.  The flusher
+ * syncs them without holding mu; a pin keeps each mapped and open
+ * meanwhile, and sync_next links them (a writer may put a segment on the
+ * dirty list again while it is being synced). */
+static prl_segment *take_dirty_locked(prl_log *log) {
+    prl_segment *list = NULL;
+    for (prl_segment *s = log->dirty; s; s = s->dirty_next) {
         s->dirty = 0;
-        s->syncing++;
-        (*list)[n++] = s;
+        prl_pin_locked(log, s);
+        s->sync_next = list;
+        list = s;
     }
-    return n;
+    log->dirty = NULL;
+    return list;
 }
 
 static void record_sync_locked(prl_log *log, uint64_t target, uint64_t t0, uint64_t t1) {
@@ -62,8 +57,6 @@ static void record_sync_locked(prl_log *log, uint64_t target, uint64_t t0, uint6
 
 void *prl_flusher_main(void *arg) {
     prl_log *log = arg;
-    prl_segment **list = NULL;
-    size_t cap = 0;
     pthread_mutex_lock(&log->mu);
     for (;;) {
         while (!log->stopping && (log->written_lsn == log->durable_lsn || log->poison))
@@ -72,16 +65,16 @@ void *prl_flusher_main(void *arg) {
         if (log->written_lsn == log->durable_lsn || log->poison) break;
 
         uint64_t target = log->written_lsn;
-        int n = collect_dirty_locked(log, &list, &cap);
-        int err = n < 0 ? -n : 0;
+        prl_segment *list = take_dirty_locked(log);
+        int err = 0;
         int dir = log->dir_dirty; /* a segment was renamed into the log */
         log->dir_dirty = 0;
         pthread_mutex_unlock(&log->mu);
 
         uint64_t t0 = prl_now_ns();
-        for (int i = 0; i < n && !err && log->opt.sync; i++) {
+        for (prl_segment *s = list; s && !err && log->opt.sync; s = s->sync_next) {
             err = prl_failpoint("flusher::fdatasync");
-            if (!err && fdatasync(list[i]->fd) < 0) err = errno;
+            if (!err && fdatasync(s->fd) < 0) err = errno;
         }
         if (dir && !err && log->opt.sync) {
             err = prl_failpoint("dir::fsync");
@@ -90,7 +83,7 @@ void *prl_flusher_main(void *arg) {
         uint64_t t1 = prl_now_ns();
 
         pthread_mutex_lock(&log->mu);
-        for (int i = 0; i < n; i++) list[i]->syncing--;
+        for (prl_segment *s = list; s; s = s->sync_next) prl_unpin_locked(log, s);
         if (err) {
             /* A failed fdatasync poisons the log: the kernel may have dropped
              * the dirty pages (fsyncgate), so a retry proving "durable" would
@@ -115,7 +108,6 @@ void *prl_flusher_main(void *arg) {
         }
     }
     pthread_mutex_unlock(&log->mu);
-    free(list);
     return NULL;
 }
 

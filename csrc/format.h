@@ -90,7 +90,7 @@
 #define PRL_RECORD_HEADER_SIZE 32u
 #define PRL_ALIGN 8u                   /* every structure starts 8-aligned */
 
-/* Offsets are u32 in positions (seq << 32 | offset), so a segment is < 4 GiB;
+/* Offsets are u32 in positions ((seq mod 2^32) << 32 | offset), so a segment is < 4 GiB;
  * 1 GiB is plenty and keeps a corrupt length from reaching far. */
 #define PRL_MIN_SEGMENT_SIZE 4096u
 #define PRL_MAX_SEGMENT_SIZE (1u << 30)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "failpoint.h"
 #include "format.h"
 
 static int cond_init_monotonic(pthread_cond_t *cv) {
@@ -51,18 +52,18 @@ int prl_log_open(const char *dir, const prl_log_options *opt, prl_log **out) {
 int prl_log_start(prl_log *log, uint64_t seq, uint64_t lsn, uint64_t resume_offset) {
     if (lsn == 0 || resume_offset % PRL_ALIGN) return PRL_E_BAD_ARGUMENT;
     prl_segment *seg = NULL;
-    int rc = 0;
+    int rc = 0, fp;
     /* After a kill the newest recovered segment may hold batches that are
      * only in the page cache; they are part of the log now, so they must be
      * durable before anything after them is acknowledged. */
     pthread_mutex_lock(&log->mu);
-    prl_segment *newest = NULL;
-    for (uint64_t i = log->seg_slots; i-- > 0 && !newest;) newest = log->segs[i];
+    prl_segment *newest = prl_table_newest_locked(log);
     int nfd = newest ? newest->fd : -1;
     pthread_mutex_unlock(&log->mu);
-    if (nfd >= 0 && log->opt.sync && fdatasync(nfd) < 0) return -errno;
+    if (nfd >= 0 && log->opt.sync && FAIL_OR("log::start_sync", fdatasync(nfd)) < 0)
+        return -errno;
     if (!resume_offset) {
-        rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, &seg);
+        rc = prl_segment_create(log->dirfd, seq, log->opt.segment_size, lsn, log->opt.file_mode, &seg);
         if (rc) return rc;
     }
     pthread_mutex_lock(&log->mu);
@@ -142,7 +143,7 @@ static int rotate(prl_log *log, uint64_t need) {
             return rc;
         }
     } else {
-        rc = prl_segment_create(log->dirfd, seq, size, lsn, &seg);
+        rc = prl_segment_create(log->dirfd, seq, size, lsn, log->opt.file_mode, &seg);
         if (rc) return rc;
     }
     pthread_mutex_lock(&log->mu);
@@ -158,46 +159,38 @@ static int rotate(prl_log *log, uint64_t need) {
     return rc;
 }
 
-/* The record copied into record slot i, or NULL if record i is given by the
- * arrays; mu held.  Sets *len to its payload length. */
-static int copy_source_locked(prl_log *log, const uint64_t *copies, uint32_t i,
-                             const uint8_t **rec, uint32_t *len) {
-    *rec = NULL;
-    if (!copies || !copies[i]) return 0;
-    int rc = prl_record_at_locked(log, copies[i], rec, len, NULL);
-    if (!rc && ((*rec)[0] < 1 || (*rec)[0] > PRL_REC_MAX)) rc = PRL_E_BAD_POSITION;
-    return rc;
+/* Resolves the copy sources of a write: src[i] = the record that record i
+ * copies, or NULL where the arrays give record i; every source segment is
+ * pinned (pinned[0..*npinned)), so the copy needs no mu.  mu held. */
+static int copy_sources_locked(prl_log *log, uint32_t n, const uint64_t *copies,
+                               const uint8_t **src, uint32_t *src_len, prl_segment **pinned,
+                               uint32_t *npinned) {
+    for (uint32_t i = 0; i < n; i++) {
+        src[i] = NULL;
+        if (!copies[i]) continue;
+        prl_segment *s;
+        int rc = prl_record_at_locked(log, copies[i], &src[i], &src_len[i], &s);
+        if (!rc && (src[i][0] < 1 || src[i][0] > PRL_REC_MAX)) rc = PRL_E_BAD_POSITION;
+        if (rc) return rc;
+        uint32_t k = 0;
+        while (k < *npinned && pinned[k] != s) k++;
+        if (k == *npinned) {
+            prl_pin_locked(log, s);
+            pinned[(*npinned)++] = s;
+        }
+    }
+    return 0;
 }
 
-int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
-                  const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
-                  const uint32_t *lens, const uint64_t *copies, const uint8_t *payload,
-                  uint64_t payload_len, uint32_t flags, uint64_t *lsn_out,
-                  uint64_t *positions) {
-    uint64_t total = PRL_BATCH_HEADER_SIZE, sum = 0;
+/* Reserves `total` bytes at the head of the log (rotating first if they do
+ * not fit), copies the batch in and publishes it.  Record i is a copy of
+ * src[i] (pinned by the caller) where src[i] is set. */
+static int write_batch(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
+                       const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
+                       const uint32_t *lens, const uint8_t **src, const uint32_t *src_len,
+                       const uint8_t *payload, uint64_t total, uint32_t flags,
+                       uint64_t *lsn_out, uint64_t *positions) {
     int rc = 0;
-    if (copies) pthread_mutex_lock(&log->mu);
-    for (uint32_t i = 0; i < n && !rc; i++) {
-        const uint8_t *rec;
-        uint32_t len;
-        rc = copy_source_locked(log, copies, i, &rec, &len);
-        if (!rc && types[i] > PRL_REC_MAX) rc = PRL_E_BAD_ARGUMENT;
-        if (rc || rec) {
-            total += rec ? prl_record_size(len) : 0;
-            continue;
-        }
-        if (types[i] < 1) rc = PRL_E_BAD_ARGUMENT;
-        total += prl_record_size(lens[i]);
-        sum += lens[i];
-    }
-    if (copies) pthread_mutex_unlock(&log->mu);
-    if (rc) return rc;
-    if (sum != payload_len) return PRL_E_BAD_ARGUMENT;
-    if (total > UINT32_MAX ||
-        total > (flags & PRL_WRITE_OVERSIZE ? PRL_MAX_SEGMENT_SIZE - PRL_SEGMENT_HEADER_SIZE
-                                            : log->opt.segment_size - PRL_SEGMENT_HEADER_SIZE))
-        return PRL_E_TOO_LARGE;
-
     pthread_mutex_lock(&log->write_mu);
     uint64_t room = flags & PRL_WRITE_ROOMY ? 2 * total : total;
     if (log->active && log->active->used + room > log->active->size) {
@@ -210,44 +203,36 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
     pthread_mutex_lock(&log->mu);
     rc = log->poison ? -log->poison : (log->closed || !log->started) ? PRL_E_CLOSED : 0;
     uint64_t lag = log->next_lsn - log->durable_lsn;
-    if (!copies || rc) pthread_mutex_unlock(&log->mu);
+    pthread_mutex_unlock(&log->mu);
     if (rc) {
         pthread_mutex_unlock(&log->write_mu);
         return rc;
     }
 
-    /* Only this thread changes active, used and next_lsn (write_mu).  With
-     * copies, mu stays held while they are copied (as for reads), so their
-     * segments stay mapped. */
+    /* Only this thread changes active, used and next_lsn (write_mu), and the
+     * bytes from `used` on are read by nobody until published: the copy
+     * needs no mu. */
     prl_segment *seg = log->active;
     uint64_t lsn = log->next_lsn, start = seg->used;
     uint8_t *dst = seg->base + start;
     uint64_t p = PRL_BATCH_HEADER_SIZE;
-    const uint8_t *src = payload;
+    const uint8_t *data = payload;
     for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *rec;
         uint32_t len;
-        rc = copy_source_locked(log, copies, i, &rec, &len);
-        if (rc || (rec && p + prl_record_size(len) > total)) break; /* changed since sized */
-        if (rec) {
-            memcpy(dst + p, rec, prl_record_size(len)); /* header, payload and padding */
-            if (types[i]) dst[p] = types[i];            /* retyped (a staged entry) */
+        if (src && src[i]) {
+            len = src_len[i];
+            memcpy(dst + p, src[i], prl_record_size(len)); /* header, payload and padding */
+            if (types[i]) dst[p] = types[i];               /* retyped (a staged entry) */
         } else {
             struct prl_record_header r = {types[i], auxs[i], 0, lens[i], groups[i], indexes[i], terms[i]};
             len = lens[i];
             memcpy(dst + p, &r, sizeof r);
-            memcpy(dst + p + sizeof r, src, len);
+            memcpy(dst + p + sizeof r, data, len);
             memset(dst + p + sizeof r + len, 0, prl_pad8(len) - len);
-            src += len;
+            data += len;
         }
-        positions[i] = seg->seq << 32 | (start + p);
+        positions[i] = seg->seq << 32 | (start + p); /* seq modulo 2^32 */
         p += prl_record_size(len);
-    }
-    if (copies) pthread_mutex_unlock(&log->mu);
-    if (rc || p != total) {
-        /* nothing published: the header slot at `start` is still the zero end mark */
-        pthread_mutex_unlock(&log->write_mu);
-        return rc ? rc : PRL_E_BAD_POSITION;
     }
     struct prl_batch_header h = {0, (uint32_t)total, lsn, seg->seq, n,
                                  lag > UINT32_MAX ? UINT32_MAX : (uint32_t)lag};
@@ -256,12 +241,12 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
     memcpy(dst, &h.crc, sizeof h.crc);
     prl_mark_end(seg, start + total);
 
-    /* Publish: the flusher may now sync this batch. */
+    /* Publish: the flusher may now sync this batch, readers may see it. */
     pthread_mutex_lock(&log->mu);
-    seg->used = start + total;
+    __atomic_store_n(&seg->used, start + total, __ATOMIC_RELEASE);
     seg->live += total - PRL_BATCH_HEADER_SIZE;
     seg->last_lsn = lsn;
-    seg->dirty = 1;
+    prl_mark_dirty_locked(log, seg);
     log->written_lsn = lsn;
     log->next_lsn = lsn + 1;
     log->writes++;
@@ -273,6 +258,55 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
     pthread_mutex_unlock(&log->write_mu);
     *lsn_out = lsn;
     return 0;
+}
+
+int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
+                  const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
+                  const uint32_t *lens, const uint64_t *copies, const uint8_t *payload,
+                  uint64_t payload_len, uint32_t flags, uint64_t *lsn_out,
+                  uint64_t *positions) {
+    uint64_t total = PRL_BATCH_HEADER_SIZE, sum = 0;
+    int rc = 0;
+    /* copies: their sources, resolved and pinned once (purge writes only) */
+    const uint8_t **src = NULL;
+    uint32_t *src_len = NULL, npinned = 0;
+    prl_segment **pinned = NULL;
+    if (copies) {
+        src = calloc(n ? n : 1, sizeof *src);
+        src_len = calloc(n ? n : 1, sizeof *src_len);
+        pinned = calloc(n ? n : 1, sizeof *pinned);
+        if (!src || !src_len || !pinned) rc = -ENOMEM;
+        pthread_mutex_lock(&log->mu);
+        if (!rc) rc = copy_sources_locked(log, n, copies, src, src_len, pinned, &npinned);
+        pthread_mutex_unlock(&log->mu);
+    }
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        if (types[i] > PRL_REC_MAX) rc = PRL_E_BAD_ARGUMENT;
+        if (rc || (src && src[i])) {
+            total += src && src[i] ? prl_record_size(src_len[i]) : 0;
+            continue;
+        }
+        if (types[i] < 1) rc = PRL_E_BAD_ARGUMENT;
+        total += prl_record_size(lens[i]);
+        sum += lens[i];
+    }
+    if (!rc && sum != payload_len) rc = PRL_E_BAD_ARGUMENT;
+    if (!rc && (total > UINT32_MAX ||
+                total > (flags & PRL_WRITE_OVERSIZE
+                             ? PRL_MAX_SEGMENT_SIZE - PRL_SEGMENT_HEADER_SIZE
+                             : log->opt.segment_size - PRL_SEGMENT_HEADER_SIZE)))
+        rc = PRL_E_TOO_LARGE;
+    if (!rc) rc = write_batch(log, n, types, auxs, groups, indexes, terms, lens, src, src_len,
+                              payload, total, flags, lsn_out, positions);
+    if (npinned) {
+        pthread_mutex_lock(&log->mu);
+        for (uint32_t k = 0; k < npinned; k++) prl_unpin_locked(log, pinned[k]);
+        pthread_mutex_unlock(&log->mu);
+    }
+    free(src);
+    free(src_len);
+    free(pinned);
+    return rc;
 }
 
 int prl_log_close(prl_log *log) {
@@ -293,13 +327,18 @@ int prl_log_close(prl_log *log) {
     pthread_mutex_lock(&log->mu);
     log->closed = 1;
     pthread_cond_broadcast(&log->durable_cv);
-    while (log->nwaiters > 0) pthread_cond_wait(&log->idle_cv, &log->mu);
-    for (uint64_t i = 0; i < log->seg_slots; i++) prl_segment_close(log->segs[i]);
+    /* waiters leave, and reads copying out of a pinned segment finish */
+    while (log->nwaiters > 0 || log->npins > 0) pthread_cond_wait(&log->idle_cv, &log->mu);
+    for (prl_segment *s; (s = prl_table_oldest_locked(log)) != NULL;) {
+        prl_table_remove_locked(log, s);
+        prl_segment_close(s);
+    }
     free(log->segs);
     prl_ring_close_locked(log);
     log->segs = NULL;
-    log->seg_slots = 0;
+    log->seg_count = log->seg_cap = log->seg_head = 0;
     log->active = NULL;
+    log->dirty = NULL;
     int rc = log->poison ? -log->poison : 0;
     pthread_mutex_unlock(&log->mu);
     pthread_mutex_unlock(&log->write_mu);

@@ -10,6 +10,9 @@
 
 #define PRL_LAT_RING 8192 /* write times kept for the durable-latency histogram */
 #define PRL_SYNC_RING 256 /* the last syncs' covered lsns, for tests */
+/* Segments the table may span: recovery attaches what a directory names, and
+ * a corrupt name must not allocate the world. */
+#define PRL_TABLE_MAX_SPAN (1u << 24)
 
 struct prl_log {
     /* Set by prl_log_open, read-only afterwards. */
@@ -21,17 +24,26 @@ struct prl_log {
      * copied.  Held across the copy into the mapping (the GIL is released). */
     pthread_mutex_t write_mu;
 
-    /* Guards every field below; held only briefly (never across I/O). */
+    /* Guards every field below.  Held for bookkeeping only: no system call
+     * and no copy into or out of a mapping happens under it (segments are
+     * pinned instead), except that the live-byte accounting of
+     * prl_log_release/retain reads record headers (32 bytes each). */
     pthread_mutex_t mu;
     pthread_cond_t flush_cv;   /* flusher sleeps here: written > durable or stopping */
     pthread_cond_t durable_cv; /* waiters sleep here: durable_lsn moved, poison, close */
     pthread_cond_t idle_cv;    /* close waits here for waiters to leave */
 
-    /* Segment table: segs[seq - seg_base] or NULL.  Writers: writer (rotate),
-     * attach.  Readers: reads, flusher, stats. */
+    /* Segment table (table.c): the segments of the log, seq seg_base ..
+     * seg_base + seg_count - 1, in a circular array of seg_cap slots (a power
+     * of two) starting at seg_head.  Its size follows the segments that
+     * exist, not the history: the front advances as the oldest segments are
+     * recycled, so there is no NULL slot at either end.  Writers: writer
+     * (rotate), attach/detach, recycle.  Readers: reads, flusher, stats. */
     prl_segment **segs;
-    uint64_t seg_base, seg_slots;
+    uint64_t seg_base, seg_count, seg_cap, seg_head;
     prl_segment *active; /* where the next batch goes (writer) */
+    prl_segment *dirty;  /* segments written since their last sync (dirty_next) */
+    uint64_t npins;      /* pins held on segments (close waits for 0) */
 
     /* lsn state.  Invariant: durable_lsn <= written_lsn < next_lsn.
      * next_lsn, written_lsn: written by the writer; durable_lsn: by the
@@ -55,12 +67,15 @@ struct prl_log {
     int recycle_waiting;   /* an empty segment waits for durability: the
                               flusher sets recycle_hint when durable moves */
     int prep_error;        /* errno of the last failed preparation (stats) */
+    int recycle_retry;     /* a recycle step failed: try again in a second */
     int dir_dirty;         /* a rename into the log awaits a directory fsync
                               (the flusher does it before publishing) */
     pthread_t preparer;
     int preparer_started;
     pthread_cond_t prep_cv; /* preparer sleeps here */
     uint64_t seg_created, seg_reused, seg_recycled, seg_deleted, prepare_stalls;
+    uint64_t recycle_errors; /* failed renames, unlinks and directory syncs */
+    int recycle_errno;       /* errno of the last one (0: none) */
 
     /* statistics (under mu) */
     uint64_t writes, syncs, bytes_written, records_written, sync_ns, rotations;
@@ -71,15 +86,28 @@ struct prl_log {
 };
 
 uint64_t prl_now_ns(void);
-/* table.c: segs[seq - seg_base]; mu held */
+/* table.c; mu held.  The segment `seq`, or NULL. */
 prl_segment *prl_table_lookup_locked(prl_log *log, uint64_t seq);
+/* The segment a position names (its seq modulo 2^32), or NULL. */
+prl_segment *prl_table_at_locked(prl_log *log, uint64_t pos);
+prl_segment *prl_table_oldest_locked(prl_log *log);
+prl_segment *prl_table_newest_locked(prl_log *log);
 int prl_table_insert_locked(prl_log *log, prl_segment *seg);
+/* Takes `seg` out of the table (the caller closes it). */
+void prl_table_remove_locked(prl_log *log, prl_segment *seg);
+void prl_pin_locked(prl_log *log, prl_segment *seg);
+void prl_unpin_locked(prl_log *log, prl_segment *seg);
+/* Puts a segment on the dirty list once it has been written. */
+void prl_mark_dirty_locked(prl_log *log, prl_segment *seg);
 /* Bytes of all segment files, in the log and in the pool; mu held. */
 uint64_t prl_table_disk_bytes_locked(prl_log *log);
-/* The record at `pos` (seq << 32 | offset), checked against the written bytes
- * of its segment: its header at *rec, payload length *len; mu held. */
+/* The record at `pos` ((seq mod 2^32) << 32 | offset), checked against the
+ * written bytes of its segment: its header at *rec, payload length *len; mu
+ * held. */
 int prl_record_at_locked(prl_log *log, uint64_t pos, const uint8_t **rec, uint32_t *len,
                          prl_segment **segp);
+/* The same check on a segment pinned by the caller, without mu. */
+int prl_record_in(prl_segment *s, uint64_t pos, const uint8_t **rec, uint32_t *len);
 /* ring.c */
 void *prl_preparer_main(void *log);
 /* A prepared segment for `seq` whose first batch carries `lsn`, or NULL when

@@ -14,7 +14,9 @@ enum prl_status {
     PRL_E_CLOSED = -1002,    /* the log was closed */
     PRL_E_BAD_POSITION = -1003, /* a position names no record of a mapped segment */
     PRL_E_BAD_ARGUMENT = -1004,
-    PRL_E_TIMEOUT = -1005
+    PRL_E_TIMEOUT = -1005,
+    PRL_E_NOT_REGULAR = -1006 /* a name in the log directory is a symbolic link,
+                                 directory, FIFO, socket or device, not a file */
 };
 
 /* Why a scan stopped or a header was refused.  The END_* reasons are a clean
@@ -88,6 +90,9 @@ typedef struct {
     uint64_t prepare_disk_limit;   /* above this many bytes of segment files the
                                       preparer keeps only one file ready (0: no
                                       limit); the purge is about to free some */
+    uint32_t file_mode;            /* permission bits of new segment files (the
+                                      umask applies); 0: 0600 */
+    uint32_t pad2;
 } prl_log_options;
 
 typedef struct {
@@ -101,8 +106,13 @@ typedef struct {
     uint64_t segments_recycled;    /* emptied segments returned to the pool */
     uint64_t segments_deleted;     /* emptied segments deleted (pool full) */
     uint64_t prepare_stalls;       /* rotations that found no prepared file */
+    uint64_t recycle_errors;       /* failed renames, unlinks, directory syncs of
+                                      recycling (each retried) */
+    uint64_t table_slots;          /* slots of the segment table */
+    int32_t recycle_errno;         /* errno of the last of them (0: none) */
     int32_t poison_errno;          /* 0 until a sync or write failed */
     int32_t closed;
+    int32_t pad;
     uint64_t batches_per_sync[16]; /* bucket k: 2^k <= batches < 2^(k+1) */
     uint64_t durable_latency_us[24]; /* bucket k: 2^k <= us < 2^(k+1) (k=0: < 2) */
 } prl_stats;
@@ -145,7 +155,8 @@ enum {
  * types[i] unless that is 0; its other array values are ignored and its
  * payload is not in `payload` (purge rewrites copy a group's entries this
  * way, without Python touching them).
- * positions[i] = segment seq << 32 | offset of record i's header.  A batch
+ * positions[i] = (segment seq mod 2^32) << 32 | offset of record i's header
+ * (docs/FORMAT.md: the table resolves the wrapped seq).  A batch
  * larger than a segment is PRL_E_TOO_LARGE unless flags has
  * PRL_WRITE_OVERSIZE (purge rewrites of large groups). */
 int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
@@ -165,6 +176,10 @@ int prl_log_read_data(prl_log *log, uint32_t n, const uint64_t *positions, uint8
 int prl_log_release(prl_log *log, uint32_t n, const uint64_t *positions);
 /* Bytes of all segment files, in the log and in the pool. */
 uint64_t prl_log_disk_bytes(prl_log *log);
+/* What a writer checks after each write: disk bytes (as above), and the
+ * count and last errno of failed recycle steps (each is retried). */
+int prl_log_health(prl_log *log, uint64_t *disk_bytes /* OUT */,
+                   uint64_t *recycle_errors /* OUT */, int32_t *recycle_errno /* OUT */);
 /* The oldest segment that still holds live records (*seq = 0: none). */
 int prl_log_oldest_live(prl_log *log, uint64_t *seq /* OUT */, uint64_t *live /* OUT */);
 /* Adds records back to the live count (recovery marks what it kept). */

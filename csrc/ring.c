@@ -53,8 +53,8 @@ int prl_ring_activate(prl_log *log, prl_segment *seg, uint64_t seq, uint64_t lsn
     int fp;
     prl_free_name(seg->seq, from);
     prl_segment_name(seq, to);
-    if ((fp = prl_failpoint("segment::rename")) != 0) return -fp;
-    if (renameat(log->dirfd, from, log->dirfd, to) < 0) return -errno;
+    if (FAIL_OR("segment::rename", renameat(log->dirfd, from, log->dirfd, to)) < 0)
+        return -errno;
     prl_segment_write_header(seg, seq, lsn);
     pthread_mutex_lock(&log->mu);
     log->dir_dirty = 1; /* the flusher fsyncs the directory before publishing */
@@ -83,40 +83,69 @@ int prl_log_adopt_free(prl_log *log, uint64_t id) {
     return 0;
 }
 
-/* Moves the oldest emptied segments to the pool (or deletes them). */
+/* A failed recycle step: counted (stats: recycle_errors, logged by the
+ * engine) and retried by the preparer a second later.  mu held. */
+static void recycle_failed_locked(prl_log *log, int err) {
+    log->recycle_errors++;
+    log->recycle_errno = err;
+    log->recycle_retry = 1;
+}
+
+/* Renames (keep) or unlinks the file of emptied segment `s`, now out of the
+ * table, and makes that durable.  0, or -errno with *gone = whether the
+ * name changed anyway (then only the directory sync failed). */
+static int retire_file(prl_log *log, prl_segment *s, uint64_t id, int keep, int *gone) {
+    char from[24], to[24];
+    int fp;
+    prl_segment_name(s->seq, from);
+    prl_free_name(id, to);
+    *gone = 0;
+    if (keep ? FAIL_OR("ring::rename", renameat(log->dirfd, from, log->dirfd, to))
+             : FAIL_OR("ring::unlink", unlinkat(log->dirfd, from, 0)))
+        return -errno;
+    *gone = 1;
+    /* Each retirement durable before the next, so a crash leaves at most a
+     * dead oldest segment, never a gap. */
+    if (log->opt.sync && FAIL_OR("ring::dir_fsync", fsync(log->dirfd)) < 0) return -errno;
+    if (keep && !s->writable) return prl_segment_make_writable(log->dirfd, s, to);
+    return 0;
+}
+
+/* Moves the oldest emptied segments to the pool (or deletes them).  Only
+ * the front of the table is looked at: O(1) per recycled segment. */
 static void recycle(prl_log *log) {
     pthread_mutex_lock(&log->mu);
     for (;;) {
-        uint64_t i = 0;
-        while (i < log->seg_slots && !log->segs[i]) i++;
-        if (i == log->seg_slots) break;
-        prl_segment *s = log->segs[i];
-        if (s == log->active || s->live || s->dirty || s->syncing) break;
+        prl_segment *s = prl_table_oldest_locked(log);
+        if (!s || s == log->active || s->live || s->dirty || s->pins) break;
         if (s->last_lsn > log->durable_lsn || s->freed_lsn > log->durable_lsn) {
             log->recycle_waiting = 1; /* the flusher wakes us when durable moves */
             break;
         }
-        log->segs[i] = NULL;
+        prl_table_remove_locked(log, s);
         uint64_t id = log->next_free_id++;
         int keep = log->pool_n < log->opt.pool_max && s->size == log->opt.segment_size;
         pthread_mutex_unlock(&log->mu);
 
-        char from[24], to[24];
-        prl_segment_name(s->seq, from);
-        prl_free_name(id, to);
-        int rc;
-        if (keep) {
-            /* Renamed in order, each rename durable before the next, so a
-             * crash leaves at most a dead oldest segment, never a gap. */
-            rc = renameat(log->dirfd, from, log->dirfd, to) < 0 ? -errno : 0;
-            if (!rc && fsync(log->dirfd) < 0) rc = -errno;
-            if (!rc && !s->writable) rc = prl_segment_make_writable(log->dirfd, s, to);
-        } else {
-            rc = unlinkat(log->dirfd, from, 0) < 0 ? -errno : 0;
-            if (!rc && fsync(log->dirfd) < 0) rc = -errno;
-        }
+        int gone;
+        int rc = retire_file(log, s, id, keep, &gone);
         pthread_mutex_lock(&log->mu);
-        if (keep && !rc) {
+        if (rc) {
+            recycle_failed_locked(log, -rc);
+            /* still `<seq>.seg`: back at the front, tried again later */
+            if (!gone && prl_table_insert_locked(log, s) == 0) break;
+            /* renamed or unlinked, but not known durable: the flusher syncs
+             * the directory before it acknowledges anything more */
+            if (gone) log->dir_dirty = 1;
+            if (!gone || !keep || !s->writable) {
+                pthread_mutex_unlock(&log->mu);
+                prl_segment_close(s); /* a `.free` file left is adopted at reopen */
+                pthread_mutex_lock(&log->mu);
+                if (gone && !keep) log->seg_deleted++;
+                break;
+            }
+        }
+        if (keep) {
             s->seq = id;
             s->recycled = 1;
             s->used = s->live = 0;
@@ -128,7 +157,7 @@ static void recycle(prl_log *log) {
         pthread_mutex_unlock(&log->mu);
         prl_segment_close(s);
         pthread_mutex_lock(&log->mu);
-        if (!rc) log->seg_deleted++;
+        if (!keep) log->seg_deleted++;
     }
     pthread_mutex_unlock(&log->mu);
 }
@@ -150,7 +179,7 @@ void *prl_preparer_main(void *arg) {
             uint64_t id = log->next_free_id++;
             pthread_mutex_unlock(&log->mu);
             prl_segment *seg;
-            int rc = prl_segment_prepare(log->dirfd, id, log->opt.segment_size, &seg);
+            int rc = prl_segment_prepare(log->dirfd, id, log->opt.segment_size, log->opt.file_mode, &seg);
             pthread_mutex_lock(&log->mu);
             if (!rc && pool_push_locked(log, seg) == 0) {
                 log->seg_created++;
@@ -164,13 +193,14 @@ void *prl_preparer_main(void *arg) {
             }
             continue;
         }
-        if (log->prep_error) {
-            /* e.g. ENOSPC: try again in a second, or when space is released */
+        if (log->prep_error || log->recycle_retry) {
+            /* e.g. ENOSPC or EIO: try again in a second, or when woken */
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_sec += 1;
             pthread_cond_timedwait(&log->prep_cv, &log->mu, &ts);
-            log->prep_error = 0;
+            if (log->recycle_retry) log->recycle_hint = 1;
+            log->prep_error = log->recycle_retry = 0;
             continue;
         }
         pthread_cond_wait(&log->prep_cv, &log->mu);

@@ -16,6 +16,7 @@
 #include "crc32c.h"
 #include "failpoint.h"
 #include "format.h"
+#include "pyraftlog.h"
 
 void prl_segment_name(uint64_t seq, char *buf) {
     snprintf(buf, 24, "%016" PRIx64 ".seg", seq);
@@ -28,13 +29,31 @@ void prl_segment_name(uint64_t seq, char *buf) {
  * payload; perf/mmap_write_amp.py).  MADV_RANDOM keeps faults to single
  * pages: 1.45x.  Read-only mappings (recovery scans) keep readahead. */
 static void *map_rw(size_t size, int fd) {
+    int fp = prl_failpoint("segment::mmap");
+    if (fp) { errno = fp; return MAP_FAILED; }
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base != MAP_FAILED) madvise(base, size, MADV_RANDOM);
     return base;
 }
 
-/* errno from a failpoint or from the call that just failed */
-#define FAIL_OR(point, call) (((fp = prl_failpoint(point)) != 0) ? (errno = fp, -1) : (call))
+/* The bytes of a log directory are not trusted (SECURITY.md), and neither
+ * are its names: a symbolic link planted under a segment's name must not
+ * make the log read or write a file elsewhere (O_NOFOLLOW), a FIFO must not
+ * block the open (O_NONBLOCK; it has no effect on a regular file, and it is
+ * cleared again below) and a terminal must not become ours (O_NOCTTY).  What
+ * opens is then checked to be a regular file before it is mapped.
+ * Returns the descriptor or a negative status. */
+static int open_existing(int dirfd, const char *name, int flags) {
+    struct stat st;
+    int fp = prl_failpoint("segment::open");
+    if (fp) return -fp;
+    int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return errno == ELOOP ? PRL_E_NOT_REGULAR : -errno;
+    if (fstat(fd, &st) < 0) { int e = errno; close(fd); return -e; }
+    if (!S_ISREG(st.st_mode)) { close(fd); return PRL_E_NOT_REGULAR; }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
 
 void prl_free_name(uint64_t id, char *buf) {
     snprintf(buf, 24, "%016" PRIx64 ".free", id);
@@ -62,11 +81,14 @@ void prl_segment_write_header(prl_segment *seg, uint64_t seq, uint64_t first_lsn
 
 /* Creates `name`, allocates it in full (never sparse: a store into a hole of
  * a shared mapping SIGBUSes on a full disk) and maps it read-write. */
-static int create_mapped(int dirfd, const char *name, uint64_t size, prl_segment **out) {
+static int create_mapped(int dirfd, const char *name, uint64_t size, uint32_t mode,
+                         prl_segment **out) {
     int fp, err;
     uint8_t *base = MAP_FAILED;
+    /* O_EXCL never follows a symbolic link: a name planted meanwhile fails */
     int fd = FAIL_OR("segment::create",
-                     openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+                     openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                            (mode_t)(mode ? mode : 0600)));
     if (fd < 0) return -errno;
     /* posix_fallocate returns the error instead of setting errno */
     err = prl_failpoint("segment::fallocate");
@@ -89,21 +111,22 @@ fail:
     return -err;
 }
 
-int prl_segment_prepare(int dirfd, uint64_t id, uint64_t size, prl_segment **out) {
+int prl_segment_prepare(int dirfd, uint64_t id, uint64_t size, uint32_t mode,
+                        prl_segment **out) {
     char name[24];
     prl_free_name(id, name);
-    int rc = create_mapped(dirfd, name, size, out);
+    int rc = create_mapped(dirfd, name, size, mode, out);
     if (!rc) (*out)->seq = id;
     return rc;
 }
 
 int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_lsn,
-                       prl_segment **out) {
+                       uint32_t mode, prl_segment **out) {
     char name[24];
     int fp, err;
     prl_segment *seg;
     prl_segment_name(seq, name);
-    int rc = create_mapped(dirfd, name, size, &seg);
+    int rc = create_mapped(dirfd, name, size, mode, &seg);
     if (rc) return rc;
     prl_segment_write_header(seg, seq, first_lsn);
     /* The header and the allocation must be durable, and the new name in the
@@ -121,8 +144,8 @@ int prl_segment_create(int dirfd, uint64_t seq, uint64_t size, uint64_t first_ls
 
 int prl_segment_open_rw(int dirfd, const char *name, uint64_t id, prl_segment **out) {
     struct stat st;
-    int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return -errno;
+    int fd = open_existing(dirfd, name, O_RDWR);
+    if (fd < 0) return fd;
     if (fstat(fd, &st) < 0 || st.st_size <= 0 || (uint64_t)st.st_size > PRL_MAX_SEGMENT_SIZE) {
         close(fd);
         return -EINVAL;
@@ -153,15 +176,16 @@ int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out) {
     char name[24];
     struct stat st;
     prl_segment_name(seq, name);
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -errno;
+    int fd = open_existing(dirfd, name, O_RDONLY);
+    if (fd < 0) return fd;
     if (fstat(fd, &st) < 0) { int e = errno; close(fd); return -e; }
     uint8_t *base = NULL;
     uint64_t size = (uint64_t)st.st_size;
     if (size > PRL_MAX_SEGMENT_SIZE) size = PRL_MAX_SEGMENT_SIZE; /* file size not trusted */
     if (size > 0) {
-        base = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-        if (base == MAP_FAILED) { int e = errno; close(fd); return -e; }
+        int fp = prl_failpoint("segment::mmap");
+        base = fp ? MAP_FAILED : mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        if (base == MAP_FAILED) { int e = fp ? fp : errno; close(fd); return -e; }
     }
     prl_segment *seg = calloc(1, sizeof *seg);
     if (!seg) {
@@ -179,8 +203,8 @@ int prl_segment_open(int dirfd, uint64_t seq, prl_segment **out) {
 }
 
 int prl_segment_make_writable(int dirfd, prl_segment *seg, const char *name) {
-    int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return -errno;
+    int fd = open_existing(dirfd, name, O_RDWR);
+    if (fd < 0) return fd;
     uint8_t *base = map_rw(seg->size, fd);
     if (base == MAP_FAILED) {
         int e = errno;

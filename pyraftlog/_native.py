@@ -7,7 +7,7 @@ import os
 from typing import NoReturn
 
 from ._pyraftlog_c import ffi, lib  # type: ignore[import-not-found]
-from .errors import ClosedError, PoisonedError
+from .errors import ClosedError, CorruptionError, PoisonedError
 
 __all__ = ["ffi", "lib", "check", "raise_status", "REASONS", "is_clean_end"]
 
@@ -45,6 +45,9 @@ def raise_status(rc: int, what: str) -> NoReturn:
         raise RuntimeError(f"{what}: index points at no record (internal error)")
     if rc == lib.PRL_E_BAD_ARGUMENT:
         raise ValueError(f"{what}: bad argument")
+    if rc == lib.PRL_E_NOT_REGULAR:
+        raise CorruptionError(what, 0, "not a regular file (a symbolic link, directory, FIFO, "
+                                       "socket or device)")
     raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
 
 

@@ -8,7 +8,6 @@ batches (API.md: "concurrent batches are serialised").  Waiting for
 durability never holds `_lock`."""
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -21,9 +20,11 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import directory
 from . import record as R
 from ._native import check, ffi, lib
 from .batch import WriteBatch
+from .directory import DEFAULT_FILE_MODE, check_file_mode
 from .errors import (
     ClosedError,
     CompactedError,
@@ -34,6 +35,7 @@ from .errors import (
 from .group_index import GroupIndex, GroupState
 from .group_view import GroupView
 from .lockfile import lock_directory
+from .logger import Summary, fields, log
 from .plan import Plan, apply_ops, plan_batch
 from .purge import Purger
 from .recovery import MODES, Recovery, list_free, retain_live
@@ -48,7 +50,6 @@ _PAGE = os.sysconf("SC_PAGESIZE")
 _EMPTY_HS = HardState()
 _EMPTY_CS = ConfState()
 
-log = logging.getLogger("pyraftlog")
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
@@ -78,7 +79,8 @@ def _fb(kind: str, buf: Any) -> Any:
 
 
 class Engine:
-    """One durable log for many Raft groups.  Create with `pyraftlog.open`."""
+    """One durable log for many Raft groups.  Create with `pyraftlog.open`
+    (its docstring: file modes, and the errors for a wrong path)."""
 
     def __init__(self, path: "os.PathLike[str] | str", *, segment_size: int = DEFAULT_SEGMENT_SIZE,
                  recovery_mode: str = "tolerate_tail",
@@ -86,7 +88,8 @@ class Engine:
                  min_sync_interval: float = 0.0, sync: bool = True,
                  prepare_ahead: int = 2, max_free_segments: Optional[int] = None,
                  purge_batch_bytes: Optional[int] = None,
-                 progress: Optional[Callable[[int, int], None]] = None):
+                 progress: Optional[Callable[[int, int], None]] = None,
+                 file_mode: int = DEFAULT_FILE_MODE):
         self._closed = True
         self._forked = False
         self.path = os.fspath(path)
@@ -117,12 +120,13 @@ class Engine:
         if not 1 <= purge_batch_bytes <= seg // 4:
             raise ValueError(f"purge_batch_bytes must be between 1 and a quarter of the "
                              f"segment_size ({seg // 4}), got {purge_batch_bytes}")
+        self.file_mode = check_file_mode(file_mode)
         self.segment_size = seg
         self.recovery_mode = recovery_mode
         self.sync_enabled = sync
 
-        os.makedirs(self.path, exist_ok=True)
-        self._lockfd = lock_directory(self.path)
+        directory.prepare(self.path, file_mode)
+        self._lockfd = lock_directory(self.path, file_mode)
         try:
             opts = ffi.new("prl_log_options *", {
                 "segment_size": seg, "sync": int(sync),
@@ -131,21 +135,29 @@ class Engine:
                 # past the purge's starting point, one file ready is enough:
                 # the purge is about to free segments (and the pool alone
                 # then never takes disk use two segments past the threshold)
-                "prepare_disk_limit": min(self.purge_threshold + seg, (1 << 64) - 1)})
+                "prepare_disk_limit": min(self.purge_threshold + seg, (1 << 64) - 1),
+                "file_mode": file_mode})
             hp = ffi.new("prl_log **")
             check(lib.prl_log_open(self.path.encode(), opts, hp), f"open {self.path}")
             self._h = ffi.gc(hp[0], lib.prl_log_free)
-            self._core = Core(self._h)
+            self._core = Core(self._h, self.path)
             self._index = GroupIndex()
-            self._snapshots = SnapshotStore(self.path, crc32c)
+            self._snapshots = SnapshotStore(self.path, crc32c, mode=file_mode)
             t0 = time.monotonic()
             self._recovery = Recovery(self.path, self._h, recovery_mode, self._index,
                                       writable=True, progress=progress).run()
             rec = self._recovery
+            took = time.monotonic() - t0
             log.info("%s: recovered %d batches (%d bytes, %d groups) from %d segments in "
                      "%.3f s; %d torn tail bytes cut", self.path, rec.recovered_batches,
-                     rec.recovered_bytes, len(self._index.groups), rec.segments,
-                     time.monotonic() - t0, rec.dropped_tail_bytes)
+                     rec.recovered_bytes, len(self._index.groups), rec.segments, took,
+                     rec.dropped_tail_bytes,
+                     extra=fields(self.path, batches=rec.recovered_batches,
+                                  bytes=rec.recovered_bytes, groups=len(self._index.groups),
+                                  segments=rec.segments, seconds=took,
+                                  dropped_tail_bytes=rec.dropped_tail_bytes,
+                                  skipped_batches=rec.skipped_batches,
+                                  skipped_bytes=rec.skipped_bytes))
             retain_live(self._h, self._index)
             for fid in list_free(self.path):
                 check(lib.prl_log_adopt_free(self._h, fid), "adopt free segment")
@@ -160,8 +172,15 @@ class Engine:
         self._lock = threading.Lock()
         self._pending_deletes: Deque[Tuple[int, int, int]] = deque()  # (lsn, group, file_id)
         self._stats_buf = ffi.new("prl_stats *")
+        self._health = ffi.new("uint64_t[2]")
+        self._health_errno = ffi.new("int32_t *")
+        self._recycle_errors = 0
         self._purger = Purger(self, purge_batch_bytes)
         self._kicked_at = 0  # disk use when the purger was last woken
+        # what `_watch_locked` saw last: it looks only when disk use changed
+        self._watched_disk = 0
+        self._stalls_seen = 0
+        self._stalls = Summary()
         self._closed = False
         _live_engines.add(self)
 
@@ -191,6 +210,7 @@ class Engine:
             self._reap_deletes_locked(final=True)
             os.close(self._lockfd)
             _live_engines.discard(self)
+            self._log_stalls(self._stalls.flush())
         # Outside the lock: a callback completing now may call the engine (it
         # gets ClosedError) without deadlocking against close().
         self._core.stop()
@@ -223,7 +243,14 @@ class Engine:
                 raise ValueError(f"batch of {plan.size} bytes does not fit a segment of "
                                  f"{self.segment_size} bytes (raise segment_size)")
             ticket = Ticket(self._core, self._write_plan_locked(plan))
-        disk = lib.prl_log_disk_bytes(self._h)
+            h = self._health  # shared buffers: read under the lock
+            lib.prl_log_health(self._h, h, h + 1, self._health_errno)
+            disk, errors = int(h[0]), int(h[1])
+            if errors != self._recycle_errors:
+                self._report_recycle_errors_locked(errors, int(self._health_errno[0]))
+            if disk != self._watched_disk:
+                self._watched_disk = disk
+                self._watch_locked()
         if disk <= self.purge_threshold:
             self._kicked_at = 0
         elif disk != self._kicked_at:
@@ -231,6 +258,14 @@ class Engine:
             self._kicked_at = disk
             self._purger.kick()
         return ticket
+
+    def _report_recycle_errors_locked(self, count: int, errno_: int) -> None:
+        """Recycling an emptied segment failed (a rename, unlink or directory
+        sync; the C preparer retries each a second later)."""
+        new, self._recycle_errors = count - self._recycle_errors, count
+        log.warning("%s: recycling an emptied segment failed %d time(s): %s; retried",
+                    self.path, new, os.strerror(errno_),
+                    extra=fields(self.path, recycle_errors=count, errno=errno_))
 
     def _write_plan_locked(self, plan: Plan, flags: int = 0) -> int:
         """Store the plan's snapshot files, write its records, apply its ops
@@ -274,6 +309,28 @@ class Engine:
             self._reap_deletes_locked()
         return ticket_lsn
 
+    def _watch_locked(self) -> None:
+        """Reports what the C threads cannot log themselves.  Called when disk
+        use changed (a segment was created, recycled or deleted), which is
+        also when a rotation that found no prepared file created one."""
+        s = self._stats_buf
+        lib.prl_log_stats(self._h, s)
+        if s.poison_errno:
+            self._core.note_poison(int(s.poison_errno))
+        stalls = int(s.prepare_stalls)
+        if stalls > self._stalls_seen:
+            new, self._stalls_seen = stalls - self._stalls_seen, stalls
+            self._log_stalls(self._stalls.add(stalls=new))
+
+    def _log_stalls(self, summary: Optional[Dict[str, int]]) -> None:
+        if summary:
+            n = summary["stalls"]
+            log.warning("%s: %d rotations found no prepared segment file and created one "
+                        "while the writer waited (the disk is slow to allocate, or "
+                        "prepare_ahead is too low)", self.path, n,
+                        extra=fields(self.path, prepare_stalls=n,
+                                     prepare_stalls_total=self._stalls_seen))
+
     def _raise_write_error(self, rc: int) -> None:
         """A failed write: PoisonedError if the log is poisoned (sticky),
         otherwise the OSError of what failed (e.g. ENOSPC creating the next
@@ -281,6 +338,7 @@ class Engine:
         if -1000 < rc < 0:
             lib.prl_log_stats(self._h, self._stats_buf)
             if self._stats_buf.poison_errno:
+                self._core.note_poison(int(self._stats_buf.poison_errno))
                 raise PoisonedError(int(self._stats_buf.poison_errno))
             raise OSError(-rc, f"write: opening the next segment failed: {os.strerror(-rc)}")
         self._core.raise_for(rc, "write")
@@ -491,6 +549,8 @@ class Engine:
             self._check()
             s = self._stats_buf
             lib.prl_log_stats(self._h, s)
+            if s.poison_errno:
+                self._core.note_poison(int(s.poison_errno))
             rec = self._recovery
             out: Dict[str, Any] = {
                 "segments": int(s.segments),
@@ -513,6 +573,8 @@ class Engine:
                 "segments_recycled": int(s.segments_recycled),
                 "segments_deleted": int(s.segments_deleted),
                 "prepare_stalls": int(s.prepare_stalls),
+                "recycle_errors": int(s.recycle_errors),
+                "table_slots": int(s.table_slots),
                 "purge_runs": self._purger.runs,
                 "purge_rewritten_bytes": self._purger.rewritten_bytes,
                 "purge_rewritten_groups": self._purger.rewritten_groups,
@@ -550,6 +612,17 @@ def _percentile(hist: Dict[int, int], q: float) -> Optional[int]:
 
 
 def open(path: "os.PathLike[str] | str", **options: Any) -> Engine:  # noqa: A001
-    """Open (creating if missing) the log in directory `path`; see Engine."""
+    """Open (creating if missing, with missing parents) the log in directory
+    `path`; see Engine and the README's options table.
+
+    New files are private: `file_mode` (default 0o600; e.g. 0o640 for group
+    read access) for segment, snapshot and lock files, the matching mode with
+    search bits (0o700, 0o750) for the directory and `snapshots/`; the umask
+    applies; existing files keep their modes.  A path that is not a
+    directory is NotADirectoryError, a directory this process cannot write
+    PermissionError, both naming the path.  A name of the log format that is
+    not a regular file (a symbolic link, FIFO, device or directory planted
+    in the log directory) is a CorruptionError naming it: nothing in a log
+    directory is followed, opened elsewhere or waited on."""
     return Engine(path, **options)
 

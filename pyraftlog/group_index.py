@@ -2,7 +2,8 @@
 per entry.
 
 A group's entries are contiguous: entry `base_index + 1 + k` lives at
-`positions[k]` (segment seq << 32 | offset of its record, 8 bytes).  Terms are
+`positions[k]` ((segment seq mod 2^32) << 32 | offset of its record, 8
+bytes; see `position_seq`).  Terms are
 stored once per run of equal terms (`run_starts`, `run_terms`), so a group
 costs about 8 bytes per live entry.  The same `apply_*` methods serve live
 writes and recovery replay, so replay rebuilds exactly what writes built.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -26,6 +28,21 @@ SnapRef = Tuple[int, int, int]  # (data_size, file_id, data_crc)
 GUESSED = -1  # base_pos of a base that replay inferred (see _replay_prepare)
 _EMPTY_HS = HardState()
 _EMPTY_META = SnapshotMeta(0, 0)
+_U64 = (1 << 64) - 1
+_HALF = 1 << 63
+
+
+def position_seq(pos: int, head: int) -> int:
+    """The segment seq of a position.  Positions carry it modulo 2^32 (the
+    log never stops at a seq), and no record the log still holds is 2^32
+    segments behind the head segment `head`."""
+    return head - ((head - (pos >> 32)) & 0xFFFFFFFF)
+
+
+def position_order(pos: int, ref: int) -> int:
+    """A key that orders positions by where they are in the log, for
+    positions within 2^63 bytes of log of position `ref` (all live ones)."""
+    return ((pos - ref) & _U64) ^ _HALF
 
 
 class GroupState:
@@ -96,7 +113,9 @@ class GroupState:
         needed = self.pins()
         if self.positions:
             needed.append(self.positions[0])
-        return min(needed, default=None)
+        if not needed:
+            return None
+        return min(needed, key=partial(position_order, ref=needed[0]))
 
     def nbytes(self) -> int:
         return (sys.getsizeof(self) + sys.getsizeof(self.positions) +
@@ -310,7 +329,9 @@ class GroupIndex:
         idx = np.concatenate([np.arange(s, s + len(t), dtype=np.uint64) for s, t, _ in runs])
         terms = np.concatenate([t for _, t, _ in runs])
         pos = np.concatenate([p for _, _, p in runs])
-        take = (pos >= np.uint64(stage_pos)) & (idx >= np.uint64(first)) & (idx <= np.uint64(last))
+        # pos >= stage_pos, in log order (positions wrap with the seq: see position_seq)
+        after = (pos - np.uint64(stage_pos)).view(np.int64) >= 0
+        take = after & (idx >= np.uint64(first)) & (idx <= np.uint64(last))
         k = np.flatnonzero(take)
         if len(k) and int(idx[k[-1]]) == last:
             gaps = np.flatnonzero(idx[k[1:]] != idx[k[:-1]] + np.uint64(1))

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import record as R
 from ._native import REASONS, check, ffi, is_clean_end, lib
+from .directory import kind
 from .engine import crc32c
 from .errors import CorruptionError
 from .group_index import GroupIndex, SnapRef
@@ -127,6 +128,8 @@ class RawLog:
         if rc == -errno.ENOENT:  # a live process recycled it
             return False
         name = os.path.join(self.path, segment_name(seq))
+        if rc == lib.PRL_E_NOT_REGULAR:  # replaced since it was listed
+            raise CorruptionError(name, 0, "not a regular file")
         if rc == -errno.E2BIG:
             raise InspectError(f"{name}: sequence number too far from the other segments'")
         check(rc, f"open {name}")
@@ -173,13 +176,13 @@ def check_directory(path: str) -> List[int]:
     for seq in seqs:
         name = os.path.join(path, segment_name(seq))
         try:
-            mode = os.stat(name).st_mode
+            mode = os.lstat(name).st_mode  # a symbolic link is not followed
         except FileNotFoundError:
             continue  # removed meanwhile by a live process
         except OSError as exc:
             raise InspectError(f"{name}: {exc.strerror}") from None
         if not stat.S_ISREG(mode):
-            raise InspectError(f"{name}: not a regular file")
+            raise InspectError(f"{name}: not a regular file ({kind(mode)})")
         out.append(seq)
     return out
 
@@ -188,7 +191,7 @@ def lock_holder(path: str) -> Optional[int]:
     """Pid of the process holding `path`/LOCK (Linux /proc/locks), read
     without taking any lock; None if free or unknown."""
     try:
-        st = os.stat(os.path.join(path, "LOCK"))
+        st = os.lstat(os.path.join(path, "LOCK"))
         with open("/proc/locks") as f:
             lines = f.read().splitlines()
     except OSError:
@@ -480,15 +483,12 @@ def report(path: str, progress: Optional[Progress] = None) -> Report:
     for fid in list_free(path):
         name = f"{fid:016x}.free"
         try:
-            rep.free_files.append((name, os.stat(os.path.join(path, name)).st_size))
+            rep.free_files.append((name, os.lstat(os.path.join(path, name)).st_size))
         except OSError:
             continue  # taken by a live writer meanwhile
     store = SnapshotStore(path, crc32c, create=False)
-    for g, fid in store.files():
-        try:
-            rep.snapshot_files.append((g, fid, os.stat(store.path(g, fid)).st_size))
-        except OSError:
-            continue
+    for (g, fid), size in sorted(store.sizes().items()):
+        rep.snapshot_files.append((g, fid, size))
     return rep
 
 

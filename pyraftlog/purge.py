@@ -27,7 +27,6 @@ bytes.  Between steps the purger lets go of the engine lock and the GIL."""
 from __future__ import annotations
 
 import heapq
-import logging
 import threading
 import time
 from array import array
@@ -38,14 +37,14 @@ import numpy as np
 from . import batch as B
 from . import record as R
 from ._native import lib
-from .group_index import GroupState
+from .errors import ClosedError, PoisonedError
+from .group_index import GroupState, position_seq
+from .logger import Summary, fields, log
 from .plan import Plan
 from .ticket import Ticket
 
 if TYPE_CHECKING:
     from .engine import Engine
-
-log = logging.getLogger("pyraftlog")
 
 
 # Every purge write leaves as much room in its segment as it takes, or goes
@@ -67,10 +66,11 @@ def _pause() -> None:
     time.sleep(PAUSE)
 
 
-def oldest_seq(st: GroupState) -> int:
-    """The oldest segment holding a record this group needs."""
+def oldest_seq(st: GroupState, head: int) -> int:
+    """The oldest segment holding a record this group needs (`head`: the
+    active segment)."""
     p = st.oldest_position()
-    return 1 << 64 if p is None else p >> 32
+    return 1 << 64 if p is None else position_seq(p, head)
 
 
 class PinQueue:
@@ -100,7 +100,7 @@ class PinQueue:
         self._held = []
         for g in groups.keys() - self._known:
             self._known.add(g)
-            heapq.heappush(heap, (min(oldest_seq(groups[g]), head), g))
+            heapq.heappush(heap, (min(oldest_seq(groups[g], head), head), g))
 
     def step(self, groups: Dict[int, GroupState], seq: int, head: int,
              limit: int) -> Tuple[List[int], bool]:
@@ -116,7 +116,7 @@ class PinQueue:
             if st is None:
                 self._known.discard(g)
                 continue
-            now = min(oldest_seq(st), head)
+            now = min(oldest_seq(st, head), head)
             if now <= seq:
                 self._held.append((now, g))  # back in the heap when the next search starts
                 found.append(g)
@@ -209,6 +209,8 @@ class Purger:
         self._pins = PinQueue()
         self._recent: Dict[int, None] = {}  # groups rewritten lately, oldest first
         self.stage_bytes = stage_bytes
+        self._summary = Summary()  # one purge line per interval, not one per pass
+        self._too_large: Set[int] = set()  # groups already reported as too large
 
     def kick(self) -> None:
         """Wake the background purger (started on first use).  Called by
@@ -227,6 +229,16 @@ class Purger:
         self._wake.set()
         if t is not None and t is not threading.current_thread():
             t.join()
+        self._log_summary(self._summary.flush())
+
+    def _log_summary(self, s: Optional[Dict[str, int]]) -> None:
+        if not s:
+            return
+        path = self.engine.path
+        log.info("%s: purge rewrote %d bytes of %d lagging groups in %d passes at the head of "
+                 "the log so their oldest segments can be recycled", path, s["bytes"],
+                 s["groups"], s["passes"],
+                 extra=fields(path, bytes=s["bytes"], groups=s["groups"], passes=s["passes"]))
 
     def _run(self) -> None:
         while True:
@@ -236,9 +248,15 @@ class Purger:
                 return
             try:
                 self.purge()
-            except Exception as exc:  # a closed or poisoned engine ends purging quietly
+            except (ClosedError, PoisonedError) as exc:
+                # closing ends purging; poisoning was logged where it was seen
+                log.debug("%s: background purge stopped: %s", self.engine.path, exc,
+                          extra=fields(self.engine.path))
+            except Exception as exc:
                 if not self._stop:
-                    log.warning("pyraftlog: background purge stopped: %s", exc)
+                    log.warning("%s: background purge pass failed (the next write past "
+                                "purge_threshold tries again): %s", self.engine.path, exc,
+                                extra=fields(self.engine.path))
 
     def purge(self, max_bytes: Optional[int] = None, force: bool = False) -> int:
         """Rewrite groups pinning the oldest segments while disk use exceeds
@@ -246,6 +264,7 @@ class Purger:
         with self._mu:
             self.runs += 1
             done = 0
+            groups_before = self.rewritten_groups
             tried: set[int] = set()
             eng = self.engine
             # Only what lies behind the head as of now: the rewritten groups
@@ -269,8 +288,8 @@ class Purger:
                 if max_bytes is not None and done >= max_bytes:
                     break
             if done:
-                log.warning("pyraftlog: purge rewrote %d bytes of lagging groups at the head of "
-                            "the log so their oldest segments can be recycled", done)
+                self._log_summary(self._summary.add(
+                    bytes=done, groups=self.rewritten_groups - groups_before, passes=1))
             return done
 
     def _rewrite_pinners(self, seq: int, budget: Optional[int]) -> int:
@@ -328,7 +347,7 @@ class Purger:
         with eng._lock:
             eng._check()
             st = eng._index.get(g)
-            if st is None or oldest_seq(st) > seq:
+            if st is None or oldest_seq(st, eng._active_seq_locked()) > seq:
                 return 0
             lens = eng._entry_lens_locked(st)
             if int(lens.sum()) + R.RECORD_HEADER_SIZE * len(lens) <= self.stage_bytes:
@@ -390,9 +409,13 @@ class Purger:
         larger than the largest segment (the group then stays where it is)."""
         if plan.size > R.MAX_SEGMENT_SIZE - R.SEGMENT_HEADER_SIZE:
             self.skipped_groups += 1
-            log.warning("pyraftlog: group %d needs a rewrite batch of %d bytes, more than the "
-                        "largest segment; it cannot be rewritten and pins segment %d",
-                        g, plan.size, seq)
+            if g not in self._too_large:  # once per group: every purge pass meets it again
+                self._too_large.add(g)
+                path = self.engine.path
+                log.warning("%s: group %d needs a rewrite batch of %d bytes, more than the "
+                            "largest segment; it cannot be rewritten and pins segment %d",
+                            path, g, plan.size, seq,
+                            extra=fields(path, group=g, bytes=plan.size, seq=seq))
             return 0
         # a group larger than a segment (its kv pairs) gets a segment of its own
         self.engine._write_plan_locked(plan, ROOMY | lib.PRL_WRITE_OVERSIZE)

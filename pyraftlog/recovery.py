@@ -21,7 +21,6 @@ breaks, the rules are:
 rest; `tolerate_any` skips whatever is invalid and keeps every valid batch."""
 from __future__ import annotations
 
-import logging
 import os
 import re
 from array import array
@@ -33,12 +32,12 @@ import numpy as np
 from . import batch as B
 from . import record as R
 from ._native import REASONS, check, ffi, is_clean_end, lib
+from .directory import check_regular
 from .errors import CorruptionError
 from .group_index import GroupIndex, SnapRef
+from .logger import fields, log
 from .plan import Op, apply_ops
 from .types import SnapshotMeta
-
-log = logging.getLogger("pyraftlog")
 
 STRICT, TOLERATE_TAIL, TOLERATE_ANY = "strict", "tolerate_tail", "tolerate_any"
 MODES = (STRICT, TOLERATE_TAIL, TOLERATE_ANY)
@@ -51,13 +50,25 @@ def segment_name(seq: int) -> str:
 
 
 def list_segments(path: str) -> List[int]:
-    """Sequence numbers of the segment files in `path`, ascending."""
-    return sorted(int(m.group(1), 16) for m in map(_SEGMENT_NAME.match, os.listdir(path)) if m)
+    """Sequence numbers of the segment files in `path`, ascending; a name of
+    the format that is not a regular file is a CorruptionError."""
+    return _list(path, _SEGMENT_NAME)
 
 
 def list_free(path: str) -> List[int]:
     """Ids of the free (prepared or recycled) segment files in `path`."""
-    return sorted(int(m.group(1), 16) for m in map(_FREE_NAME.match, os.listdir(path)) if m)
+    return _list(path, _FREE_NAME)
+
+
+def _list(path: str, pattern: "re.Pattern[str]") -> List[int]:
+    out = []
+    for name in os.listdir(path):
+        m = pattern.match(name)
+        # only names of the format are looked at; a file gone meanwhile (a
+        # live writer recycled it, for the CLI) is left out
+        if m and check_regular(os.path.join(path, name)):
+            out.append(int(m.group(1), 16))
+    return sorted(out)
 
 
 @dataclass
@@ -75,6 +86,7 @@ class RecoveryResult:
     # in it instead of in a new segment.  None: start a new segment.
     resume: Optional[Tuple[int, int]] = None
     superseded: List[Tuple[int, SnapRef]] = field(default_factory=list)
+    first_skip: Optional[Tuple[str, int]] = None  # tolerate_any: (file, offset) of the first
 
 
 @dataclass
@@ -287,7 +299,10 @@ class Recovery:
         seqs = list_segments(self.path)
         heads = []
         for seq in seqs:
-            check(lib.prl_log_attach(self.h, seq), f"open {self._name(seq)}")
+            rc = lib.prl_log_attach(self.h, seq)
+            if rc == lib.PRL_E_NOT_REGULAR:  # replaced since it was listed
+                raise self._corrupt(seq, 0, "not a regular file")
+            check(rc, f"open {self._name(seq)}")
             base, size = self._mapping(seq)
             first = ffi.new("uint64_t *")
             reason = lib.prl_scan_header(base, size, seq, first)
@@ -326,7 +341,19 @@ class Recovery:
         res.segments = len(seqs) - len(res.removed_segments)
         res.next_seq = (seqs[-1] + 1) if seqs else 1
         res.next_lsn = expect if expect is not None else 1
+        if res.skipped_batches:
+            # one line for the whole recovery: a damaged log may have thousands of breaks
+            where, at = res.first_skip or ("?", 0)
+            log.warning("%s: tolerate_any skipped %d invalid batches (%d bytes), the first at "
+                        "offset %d of %s; every valid batch was kept", self.path,
+                        res.skipped_batches, res.skipped_bytes, at, where,
+                        extra=fields(self.path, skipped_batches=res.skipped_batches,
+                                     skipped_bytes=res.skipped_bytes, file=where, offset=at))
         return res
+
+    def _skipped_at(self, seq: int, offset: int) -> None:
+        if self.result.first_skip is None:
+            self.result.first_skip = (self._name(seq), offset)
 
     def _unfinished(self, seq: int, base: Any, size: int, reason: int) -> bool:
         """A newest segment whose header never became durable and in which no
@@ -372,6 +399,7 @@ class Recovery:
             if mode != TOLERATE_ANY:
                 raise self._corrupt(seq, 0, REASONS.get(reason, "bad segment header"))
             res.skipped_batches += 1
+            self._skipped_at(seq, 0)
             if found is None:
                 return None
             first_lsn, offset = found.lsn, found.offset
@@ -410,8 +438,11 @@ class Recovery:
                 if mode == TOLERATE_TAIL and not acked:
                     ends = [f.offset + f.length for f in following]
                     res.dropped_tail_bytes += max([bad_len] + [e - offset for e in ends])
-                    log.warning("%s: cut a torn tail at offset %d (%s)", self._name(seq), offset,
-                                REASONS.get(reason, "?"))
+                    name, why = self._name(seq), REASONS.get(reason, "?")
+                    log.warning("%s: cut a torn tail at offset %d of %s (%s): batches written "
+                                "but never acknowledged", self.path, offset, name, why,
+                                extra=fields(self.path, file=name, offset=offset, reason=why,
+                                             bytes=res.dropped_tail_bytes))
                     return lsn
                 raise self._corrupt(seq, offset, REASONS.get(reason, "?") if not clean else
                                     "valid batches follow the end of the log")
@@ -424,6 +455,7 @@ class Recovery:
                     res.dropped_tail_bytes += bad_len
                 return lsn
             res.skipped_batches += 1
+            self._skipped_at(seq, offset)
             res.skipped_bytes += following[0].offset - offset
             offset, lsn = following[0].offset, following[0].lsn
 
@@ -439,6 +471,8 @@ class Recovery:
                                 res.superseded, self.mode == TOLERATE_ANY)
                 del self.release[:]
                 res.skipped_batches += bad
+                if bad:
+                    self._skipped_at(seq, offset)
                 res.recovered_batches += nb - bad
                 res.recovered_bytes += int(sc.b_len[:nb].sum())
             offset, lsn = int(r.next_offset), int(r.next_lsn)

@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import logging
+import os
 import threading
 from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
 
 from ._native import ffi, lib, raise_status
 from .errors import ClosedError, PoisonedError, RaftLogError
-
-log = logging.getLogger("pyraftlog")
+from .logger import fields, log
 
 _NS = 1_000_000_000
 _U64_MAX = (1 << 64) - 1
@@ -92,14 +91,18 @@ def _call(fn: Callable[[Ticket], Any], ticket: Ticket) -> None:
     try:
         fn(ticket)
     except Exception:
-        log.exception("pyraftlog: exception in a ticket callback")
+        path = ticket._core.path
+        log.exception("%s: exception in a ticket callback (lsn %d)", path, ticket.lsn,
+                      extra=fields(path, lsn=ticket.lsn))
 
 
 class Core:
     """The C handle plus what tickets need from the engine."""
 
-    def __init__(self, handle: Any):
+    def __init__(self, handle: Any, path: str = ""):
         self.handle = handle
+        self.path = path  # the log directory, for log messages
+        self._poison_logged = False
         self.closed = False
         self.forked = False
         self._notifier: Optional[Notifier] = None
@@ -111,8 +114,21 @@ class Core:
 
     def raise_for(self, rc: int, what: str) -> None:
         if -1000 < rc < 0:  # -errno: the log is poisoned (PRL_E_* codes are below -1000)
+            self.note_poison(-rc)
             raise PoisonedError(-rc)
         raise_status(rc, what)
+
+    def note_poison(self, err: int) -> None:
+        """Logs the poisoning once, at ERROR, by whichever thread sees it
+        first (the C flusher cannot log): writes are refused from now on and
+        an operator must look at the disk and reopen."""
+        if self._poison_logged:
+            return
+        self._poison_logged = True
+        log.error("%s: log poisoned by a failed write or sync (errno %d, %s): every pending "
+                  "and later write fails with PoisonedError; reads still work; reopen to "
+                  "recover what was durable", self.path, err, os.strerror(err),
+                  extra=fields(self.path, errno=err))
 
     def notifier(self) -> Optional["Notifier"]:
         """The notifier thread, started on first use; None once closed."""
@@ -121,7 +137,7 @@ class Core:
             if self.closed:
                 return None
             if self._notifier is None:
-                self._notifier = Notifier(self.handle)
+                self._notifier = Notifier(self.handle, self.note_poison)
             return self._notifier
 
     def stop(self) -> None:
@@ -136,8 +152,9 @@ class Core:
 class Notifier:
     """The one thread that completes callbacks and asyncio futures."""
 
-    def __init__(self, handle: Any):
+    def __init__(self, handle: Any, on_poison: Callable[[int], None]):
         self._h = handle
+        self._on_poison = on_poison
         self._mu = threading.Condition(threading.Lock())
         self._heap: List[Tuple[int, int, Any]] = []
         self._seq = itertools.count()
@@ -173,6 +190,8 @@ class Notifier:
             if not self._failed:
                 rc = lib.prl_log_wait_change(self._h, known, known_kicks, -1, durable, kicks)
                 known, known_kicks = int(durable[0]), int(kicks[0])
+            if not self._failed and -1000 < rc < 0:
+                self._on_poison(-rc)  # (outside _mu: a handler may be slow)
             with self._mu:
                 self._durable = known
                 if not self._failed and rc and rc != lib.PRL_E_TIMEOUT:

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import logging
 import operator
 import os
@@ -109,22 +110,44 @@ def group_id_for(journal_file: str | bytes | os.PathLike[str] | os.PathLike[byte
 
 
 def _encode_vote(vote: Any) -> bytes | None:
+    """The vote as stored: ``b"s"`` + UTF-8 of the node id (PySyncObj node
+    ids are strings), or None.  Nothing else is stored: no pickle."""
     if vote is None:
         return None
     if isinstance(vote, str):
         return b"s" + vote.encode("utf-8", "surrogatepass")
-    return b"p" + pickle.dumps(vote, protocol=2)
+    raise TypeError(f"a PySyncObj vote must be a node id (str) or None, "
+                    f"not {type(vote).__name__}")
 
 
-def _decode_vote(raw: bytes | None) -> Any:
+class _VoteUnpickler(pickle.Unpickler):
+    """Reads the ``b"p"`` votes of earlier versions, which pickled whatever
+    PySyncObj passed.  A log directory is not trusted (SECURITY.md): this
+    unpickler resolves no global at all, so a pickle cannot name a callable,
+    let alone call it; what it can build (str, numbers, containers) is then
+    accepted only if it is a str."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _decode_vote(raw: bytes | None, group: int = 0) -> Any:
     if raw is None:
         return None
     raw = bytes(raw)
     if raw[:1] == b"s":
         return raw[1:].decode("utf-8", "surrogatepass")
     if raw[:1] == b"p":
-        return pickle.loads(raw[1:])  # written by this module
-    raise ValueError(f"unknown vote encoding {raw[:1]!r}")
+        try:
+            vote = _VoteUnpickler(io.BytesIO(raw[1:])).load()
+        except Exception as exc:  # any malformed or hostile pickle
+            raise ValueError(f"group {group}: the stored PySyncObj vote ({KEY_VOTE.decode()}) "
+                             f"is a pickle this version does not load: {exc}") from None
+        if vote is None or isinstance(vote, str):
+            return vote
+        raise ValueError(f"group {group}: the stored PySyncObj vote ({KEY_VOTE.decode()}) is "
+                         f"a pickled {type(vote).__name__}, not a node id (str)")
+    raise ValueError(f"group {group}: unknown vote encoding {raw[:1]!r}")
 
 
 def _as_bytes(command: Any) -> bytes:
@@ -211,7 +234,7 @@ class PyraftlogJournal:
         self._term = hs.term
         self._commit = hs.commit
         self._saved_commit = hs.commit
-        self._vote: Any = _decode_vote(engine.get(group, KEY_VOTE))
+        self._vote: Any = _decode_vote(engine.get(group, KEY_VOTE), group)
         self._need_hs = False
         self._need_vote = False
 
@@ -527,6 +550,7 @@ class PyraftlogJournal:
 
     def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
         """Store term and vote; durable when this returns."""
+        _encode_vote(votedForNodeId)  # a TypeError before anything changes
         with self._lock:
             self._check()
             self._term = term
@@ -574,7 +598,8 @@ class PyraftlogJournal:
             except (pyraftlog.RaftLogError, OSError):
                 # PySyncObj destroys journals from its tick thread, where an
                 # exception would only kill the thread: report it here.
-                logger.exception("journal %r: final flush failed", self._name)
+                logger.exception("%s: journal %r: final flush failed", self._engine.path,
+                                 self._name, extra={"pyraftlog_dir": self._engine.path})
             finally:
                 self._destroyed = True
                 key = (id(self._engine), self._group)

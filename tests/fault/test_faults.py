@@ -297,7 +297,7 @@ def _rotation_fails(tmp_path, point, err):
 
 
 ROTATION_POINTS = ["segment::create", "segment::fallocate", "segment::header_sync",
-                   "dir::fsync", "segment::rename"]
+                   "dir::fsync", "segment::rename", "segment::mmap"]
 
 
 @pytest.mark.parametrize("err", ERRNOS, ids=errno.errorcode.get)
@@ -380,6 +380,114 @@ def test_open_that_cuts_a_torn_tail_fails_cleanly(tmp_path, point):
         assert log.last_index(1) == 3
         assert log.stats()["dropped_tail_bytes"] > 0
     check_reopen(tmp_path, acked=3, written=3)
+
+
+# ============================================ recycling emptied segments
+
+# with max_free_segments=1 the pool is full (its one prepared file) when a
+# segment empties, so the segment is deleted; with more room it is renamed
+RECYCLE_POINTS = [("ring::rename", 4), ("ring::unlink", 1), ("ring::dir_fsync", 1),
+                  ("ring::dir_fsync", 4)]
+
+
+def _empty_segments(log, w, rotations=3):
+    """Writes until `rotations` segments are full, then compacts everything
+    written: those segments are all empty at once, so one is recycled into
+    the pool and (with max_free_segments=1) the next deleted."""
+    w.until_rotation(rotations)
+    b = log.batch()
+    b.compact(1, w.next - 1)
+    log.write(b).wait(timeout=WAIT)
+    w.write_wait()
+
+
+@pytest.mark.parametrize("point,max_free", RECYCLE_POINTS)
+def test_recycle_failure_is_counted_logged_and_retried(tmp_path, point, max_free, caplog):
+    """A failed rename, unlink or directory sync while recycling is neither
+    silent nor fatal: counted in stats(), logged at WARNING by the next
+    write, retried a second later; writes and tickets go on, and nothing
+    acknowledged is lost."""
+    log = open_log(tmp_path, prepare_ahead=1, max_free_segments=max_free)
+    w = Writer(log)
+    _empty_segments(log, w)
+    assert bounded(lambda: _wait_for(
+        lambda: log.stats()["segments_recycled"] + log.stats()["segments_deleted"] > 0))
+    arm(point, errno.EIO)
+    _empty_segments(log, w)
+    assert bounded(lambda: _wait_for(lambda: log.stats()["recycle_errors"] > 0))
+    with caplog.at_level("WARNING", logger="pyraftlog"):
+        w.write_wait()  # not poisoned: the flusher syncs the directory itself
+    assert any("recycling an emptied segment failed" in r.getMessage() and
+               r.levelname == "WARNING" for r in caplog.records), caplog.text
+    s = log.stats()
+    assert s["poisoned_errno"] == 0 and s["recycle_errors"] >= 1
+    if point != "ring::dir_fsync":  # the file was not retired: still in the log
+        assert s["segments"] > 2
+    fp.clear_all()
+    # retried: every emptied segment leaves the log (a failed directory sync
+    # is retried by the flusher, which syncs the directory before it
+    # acknowledges the next batch)
+    assert bounded(lambda: _wait_for(lambda: log.stats()["segments"] <= 2))
+    bounded(log.close, what="close")
+    with open_log(tmp_path, recovery_mode="strict") as log:
+        assert log.last_index(1) == w.acked
+        assert log.entries(1, w.acked, w.acked + 1)[0].data == data(w.acked)
+
+
+def _wait_for(pred, timeout=WAIT - 1):
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_start_sync_failure_fails_open_cleanly(tmp_path):
+    """Opening syncs the newest recovered segment (a kill may have left
+    batches only in the page cache) before anything new is acknowledged: if
+    that fdatasync fails, the open fails with the errno, and the next open
+    recovers everything."""
+    with open_log(tmp_path) as log:
+        w = Writer(log)
+        for _ in range(5):
+            w.write_wait()
+    arm("log::start_sync", errno.EIO)
+    with pytest.raises(OSError) as ei:
+        open_log(tmp_path)
+    assert ei.value.errno == errno.EIO
+    fp.clear_all()
+    check_reopen(tmp_path, acked=5, written=5)
+
+
+RECOVERY_POINTS = ["segment::open", "segment::mmap"]
+
+
+def _files(path):
+    return {n: open(os.path.join(path, n), "rb").read()
+            for n in sorted(os.listdir(path)) if n.endswith((".seg", ".free"))}
+
+
+@pytest.mark.parametrize("err", ERRNOS, ids=errno.errorcode.get)
+@pytest.mark.parametrize("point", RECOVERY_POINTS)
+def test_recovery_open_or_mmap_failure_is_a_clear_error(tmp_path, point, err):
+    """Opening or mapping an existing segment fails during recovery: the open
+    raises OSError with the errno, naming the segment file; nothing in the
+    directory changed; the next open recovers everything."""
+    with open_log(tmp_path) as log:
+        w = Writer(log)
+        w.until_rotation(3)
+    before = _files(tmp_path)
+    assert sum(n.endswith(".seg") for n in before) >= 3
+    for mode in ("strict", "tolerate_tail", "tolerate_any"):
+        arm(point, err)
+        with pytest.raises(OSError) as ei:
+            bounded(lambda: open_log(tmp_path, recovery_mode=mode), what="open")
+        fp.clear_all()
+        assert ei.value.errno == err and not isinstance(ei.value, PoisonedError)
+        assert re.search(r"[0-9a-f]{16}\.seg", str(ei.value)), str(ei.value)
+        assert _files(tmp_path) == before
+    check_reopen(tmp_path, acked=w.acked, written=w.acked)
 
 
 # ===================================================== snapshot files
