@@ -15,12 +15,16 @@ SEG = 1 << 16
 
 
 def dir_segment_files(path):
-    """{name: (size, allocated bytes)} of the segment and free files."""
+    """{name: (size, allocated bytes)} of the segment and free files, or
+    None if a file was renamed or deleted while it was listed."""
     out = {}
-    for e in os.scandir(path):
-        if e.name.endswith((".seg", ".free")):
-            st = e.stat(follow_symlinks=False)
-            out[e.name] = (st.st_size, st.st_blocks * 512)
+    try:
+        for e in os.scandir(path):
+            if e.name.endswith((".seg", ".free")):
+                st = e.stat(follow_symlinks=False)
+                out[e.name] = (st.st_size, st.st_blocks * 512)
+    except FileNotFoundError:
+        return None
     return out
 
 
@@ -33,7 +37,7 @@ def quiescent_match(log, path):
     files = dir_segment_files(path)
     s2 = log.stats()
     keys = ("disk_bytes", "segments", "free_segments")
-    if any(s1[k] != s2[k] for k in keys):
+    if files is None or any(s1[k] != s2[k] for k in keys):
         return False
     segs = [n for n in files if n.endswith(".seg")]
     return (s1["disk_bytes"] == sum(size for size, _ in files.values()) and
@@ -44,7 +48,9 @@ def check_disk_bytes(log, path, what):
     assert wait_until(lambda: quiescent_match(log, path)), (
         what, {k: log.stats()[k] for k in ("disk_bytes", "segments", "free_segments")},
         dir_segment_files(path))
-    for name, (size, allocated) in dir_segment_files(path).items():
+    listed = []
+    assert wait_until(lambda: listed.append(dir_segment_files(path)) or listed[-1] is not None)
+    for name, (size, allocated) in listed[-1].items():
         assert allocated >= size, f"{what}: {name} is sparse"  # never a hole to SIGBUS on
 
 
