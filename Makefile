@@ -23,7 +23,7 @@ venv: $(STAMP)
 
 # Rebuild the C extension in place whenever csrc/ changes.
 pyraftlog/.built: $(STAMP) $(CSRC)
-	$(PY) setup.py -q build_ext --inplace
+	$(PY) setup.py -q build_ext --inplace --force  # --force: a header change alone rebuilds too
 	touch $@
 
 build: pyraftlog/.built

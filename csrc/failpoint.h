@@ -6,7 +6,6 @@
 
 /* errno to fail with if failpoint `name` is armed (consumes one hit), else 0 */
 int prl_failpoint(const char *name);
-void prl_failpoint_set(const char *name, int32_t err, int32_t count);
 
 /* A system call that fails with the failpoint's errno when `point` is armed:
  * -1 with errno set, else the call's own result.  Needs `int fp` in scope. */

@@ -272,12 +272,12 @@ int prl_log_sync_history(prl_log *log, uint64_t *out /* OUT */, uint32_t n,
 /* Failpoints, named after the place they break. */
 
 /* The next `count` hits of failpoint `name` fail with errno `err` (count < 0:
- * all of them; err 0 clears).  Names: "segment::create", "segment::fallocate",
- * "segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync",
- * "log::start_sync", "ring::rename", "ring::unlink", "ring::dir_fsync",
- * "segment::open" (opening an existing segment or free file: recovery, reuse,
- * resuming the newest segment), "segment::mmap" (every mapping of a segment). */
-void prl_failpoint_set(const char *name, int32_t err, int32_t count);
+ * all of them; err 0 clears).  0, or PRL_E_BAD_ARGUMENT for a name that is not
+ * in the table of csrc/failpoint.c. */
+int prl_failpoint_set(const char *name, int32_t err, int32_t count);
+
+/* The i-th name of that table, or NULL past its end. */
+const char *prl_failpoint_name(uint32_t i);
 
 /* out[0..5] = segment header size, batch header size, record header size,
  * alignment, format version, highest record type: tests/test_format.py

@@ -1,10 +1,6 @@
 """Test hooks: make a named place fail with an errno (raft-engine style
-failpoints).  C places: "segment::create", "segment::fallocate",
-"segment::header_sync", "segment::rename", "dir::fsync", "flusher::fdatasync",
-"log::start_sync", "ring::rename", "ring::unlink", "ring::dir_fsync",
-"segment::open" (opening an existing segment or free file: recovery, reuse,
-resuming the newest segment), "segment::mmap" (every mapping of a segment,
-new or existing).  Python places:
+failpoints).  C places: `C_POINTS`, read from the one table in
+csrc/failpoint.c (any other name raises ValueError).  Python places:
 "snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync".
 
     with pyraftlog.failpoint.armed("flusher::fdatasync", errno.EIO):
@@ -14,28 +10,35 @@ Failpoints are process-wide and meant for tests only."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List
+from typing import Iterator, List, Tuple
 
 from . import snapshot_store
 from ._native import ffi, lib
 
-C_POINTS = ("segment::create", "segment::fallocate", "segment::header_sync", "segment::rename",
-            "dir::fsync", "flusher::fdatasync", "log::start_sync", "ring::rename", "ring::unlink",
-            "ring::dir_fsync", "segment::open", "segment::mmap")
+
+def _c_points() -> Tuple[str, ...]:
+    """The C failpoints, from the one table in csrc/failpoint.c."""
+    names: List[str] = []
+    while True:
+        name = lib.prl_failpoint_name(len(names))
+        if name == ffi.NULL:
+            return tuple(names)
+        names.append(ffi.string(name).decode())
+
+
+C_POINTS = _c_points()
 PY_POINTS = ("snapshot::write", "snapshot::fsync", "snapshot::rename", "snapshot::dir_fsync")
 
 
 def set(name: str, err: int, count: int = -1) -> None:  # noqa: A001 - mirrors the C name
     """The next `count` hits of `name` fail with errno `err` (count < 0: all
     of them until cleared; err 0 clears).  Python places ignore `count`."""
-    if name in C_POINTS:
-        lib.prl_failpoint_set(name.encode(), err, count)
-    elif name in PY_POINTS:
+    if name in PY_POINTS:
         if err:
             snapshot_store.FAILPOINTS[name] = err
         else:
             snapshot_store.FAILPOINTS.pop(name, None)
-    else:
+    elif lib.prl_failpoint_set(name.encode(), err, count) != 0:  # C knows its own names
         raise ValueError(f"unknown failpoint {name!r}; known: {C_POINTS + PY_POINTS}")
 
 

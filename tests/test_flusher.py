@@ -268,6 +268,9 @@ def test_no_ticket_completes_before_its_data_is_synced(open_log):
     calls = [0]
     stop = threading.Event()
 
+    # sync_history is the engine's own record, written as durable_lsn is
+    # published: it checks ordering, not that an fdatasync happened (that is
+    # tests/test_sync_oracle.py, which watches the real calls)
     def covered(t, where):
         hist = failpoint.sync_history(log)
         if not hist or max(hist) < t.lsn:

@@ -21,6 +21,7 @@ import tempfile
 import time
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from model import Model, error_name, observe, replay, static_error
@@ -235,4 +236,5 @@ LogMachine.TestCase.settings = settings(
                            HealthCheck.data_too_large],
     report_multiple_bugs=False,
 )
-TestLogMachine = LogMachine.TestCase
+# longer than the suite's default timeout when scaled up (make fuzz)
+TestLogMachine = pytest.mark.timeout(max(300, 6 * EXAMPLES))(LogMachine.TestCase)

@@ -5,6 +5,7 @@ and on demand (a `purge` rule), so recycled segments, rewritten groups (in
 staged batches) and replay of a log whose oldest segments are gone happen in
 every example —
 still compared with the in-memory model after every step and every reopen."""
+import pytest
 from hypothesis import settings
 from hypothesis.stateful import rule
 
@@ -13,7 +14,7 @@ from pyraftlog import Entry
 
 from common import wait_until
 from model import replay
-from test_model import GROUPS, LogMachine
+from test_model import EXAMPLES, GROUPS, LogMachine
 
 SEGMENT = 64 * 1024
 FILL = 24   # batches of ~8 KB: three segments' worth
@@ -57,4 +58,4 @@ class RingLogMachine(LogMachine):
 RingLogMachine.TestCase.settings = settings(LogMachine.TestCase.settings,
                                             max_examples=max(10, LogMachine.TestCase.settings
                                                              .max_examples // 3))
-TestRingLogMachine = RingLogMachine.TestCase
+TestRingLogMachine = pytest.mark.timeout(max(300, 6 * EXAMPLES))(RingLogMachine.TestCase)

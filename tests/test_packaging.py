@@ -108,6 +108,7 @@ def make_venv(path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # builds and installs in two fresh venvs
 def test_sdist_builds_and_installs_in_a_fresh_venv(tmp_path):
     build_py = make_venv(tmp_path / "build-venv")
     probe = subprocess.run([str(build_py), "-m", "pip", "download", "--no-deps", "-q",

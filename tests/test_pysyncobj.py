@@ -407,6 +407,80 @@ def test_install_patches_and_restores(engine_factory):
     assert getattr(ps.SyncObj._SyncObj__sendNextNodeIdx, "_pyraftlog_hook", False)
 
 
+
+# ============================================================ durable dumps
+
+class SyncRecorder:
+    """os.fsync and os.replace as PySyncObj's dump path calls them, in order
+    (fsync recorded with the path its fd names)."""
+
+    def __init__(self, monkeypatch):
+        self.events = []
+        real_fsync, real_replace = os.fsync, os.replace
+
+        def fsync(fd):
+            self.events.append(("fsync", os.path.realpath(os.readlink(f"/proc/self/fd/{fd}"))))
+            return real_fsync(fd)
+
+        def replace(src, dst, *a, **kw):
+            real_replace(src, dst, *a, **kw)
+            self.events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+
+
+def _dump(path, data):
+    """PySyncObj's own dump code (its Serializer, without fork so that the
+    calls are seen here) writes `data` to `path`."""
+    from pysyncobj.serializer import Serializer
+    Serializer(str(path), 0, False, None, None, None).serialize(data, 1)
+
+
+def _load(path):
+    import gzip
+    import pysyncobj.pickle as ppickle
+    with gzip.open(str(path), "rb") as f:
+        return ppickle.load(f)
+
+
+@pytest.fixture
+def plain_replace(monkeypatch):
+    """PySyncObj's own atomicReplace, whatever an earlier install() left."""
+    import pysyncobj.atomic_replace as par
+    import pysyncobj.serializer as pser
+    monkeypatch.setattr(pser, "atomicReplace", par.atomicReplace)
+
+
+def test_install_makes_dump_files_durable(engine_factory, tmp_path, monkeypatch, plain_replace):
+    """README: install makes PySyncObj's dump files durable: the new file is
+    fsynced before the rename, and the directory after it."""
+    eng = engine_factory()
+    dump = tmp_path / "dumps" / "counter.dump"
+    dump.parent.mkdir()
+    data = ("state", 7, [1, 2, 3])
+    with contrib.install(eng):
+        rec = SyncRecorder(monkeypatch)
+        _dump(dump, data)
+    assert _load(dump) == data
+    tmp, final, parent = (os.path.realpath(str(dump) + ".tmp"), os.path.realpath(str(dump)),
+                          os.path.realpath(str(dump.parent)))
+    assert ("replace", tmp, final) in rec.events, rec.events
+    k = rec.events.index(("replace", tmp, final))
+    assert ("fsync", tmp) in rec.events[:k], rec.events        # the data, before its name
+    assert ("fsync", parent) in rec.events[k + 1:], rec.events  # the name, after the rename
+
+
+def test_durable_dumps_false_leaves_dumps_alone(engine_factory, tmp_path, monkeypatch,
+                                                plain_replace):
+    eng = engine_factory()
+    dump = tmp_path / "counter.dump"
+    with contrib.install(eng, durable_dumps=False):
+        rec = SyncRecorder(monkeypatch)
+        _dump(dump, {"k": 1})
+    assert _load(dump) == {"k": 1}
+    assert [e for e in rec.events if e[0] == "fsync"] == []
+
 # ===================================================================== clusters
 
 class Cluster:

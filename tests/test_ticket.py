@@ -187,12 +187,28 @@ def test_sync_with_pending_write_waits_for_it(open_log):
     assert t.done()
 
 
+def _bounded_sync(log):
+    """log.sync() in a thread: returns whether it returned within WAIT (a
+    hang fails the test instead of stalling it)."""
+    th = threading.Thread(target=log.sync, daemon=True)
+    th.start()
+    th.join(WAIT)
+    return not th.is_alive()
+
+
 def test_sync_on_fresh_and_idle_engine_returns(open_log):
-    log = open_log(segment_size=SEG)
-    log.sync()
-    put(log).wait(WAIT)
-    log.sync()
-    log.sync()
+    log = open_log(segment_size=SEG, sync=True)
+    assert _bounded_sync(log)                    # nothing written yet
+    s = log.stats()
+    assert s["written_lsn"] == s["durable_lsn"] == 0
+    t = put(log)
+    assert _bounded_sync(log)                    # covers the pending put
+    assert t.done() and t.exception() is None
+    s = log.stats()
+    assert s["durable_lsn"] == s["written_lsn"] == t.lsn
+    syncs = s["syncs"]
+    assert _bounded_sync(log) and _bounded_sync(log)  # idle: returns, costs no sync
+    assert log.stats()["syncs"] == syncs
 
 
 # ------------------------------------------------------------ callbacks

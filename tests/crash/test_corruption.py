@@ -43,11 +43,6 @@ ALL = frozenset(range(1, N + 1))
 RAISE = "raise"
 MODES = ("strict", "tolerate_tail", "tolerate_any")
 
-BUG_ANY_FIRST_LSN = (
-    "engine bug (minor): tolerate_any trusts a checksum-valid segment header's first_lsn over "
-    "the batches: when it names the wrong lsn, the segment's first batch (valid, continuing "
-    "the previous segment's chain) is skipped")
-
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
@@ -249,7 +244,6 @@ def test_segment_header_forged_first_lsn(log):
     expect(log, strict=RAISE, tail=RAISE, any_=None, reason="batches from")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_ANY_FIRST_LSN)
 def test_segment_header_forged_first_lsn_tolerate_any_keeps_every_valid_batch(log):
     """The batches carry their own lsn, and the first batch of the segment
     continues the previous segment's chain: it is valid and must be kept."""

@@ -94,17 +94,26 @@ def _kill_chain(tmp_path, seed, segment_size, sync, purge, kills):
         ks = W.verify_recovered(str(path), expected, start, out, segment_size=segment_size)
         assert ks[0] >= start[0]
         start = ks
-    return start
+    return path, expected, start
 
 
 @pytest.mark.parametrize("segment_size,sync,purge,chain,kills", _chains())
+@pytest.mark.timeout(1200)  # up to CHAIN_LEN kills, each bounded by its own 60 s
 def test_kill_chain(tmp_path, segment_size, sync, purge, chain, kills):
     """kill, reopen, continue writing from the recovered prefix, kill again.
     With purge: the ring recycles emptied segments and rewrites lagging
     groups while the writer runs, so kills land in recycling and purge."""
     seed = 1000 * chain + segment_size // 1024 + (0 if sync else 7) + (3 if purge else 0)
-    final = _kill_chain(tmp_path, seed, segment_size, sync, purge, kills)
-    assert final[0] >= 0
+    path, expected, final = _kill_chain(tmp_path, seed, segment_size, sync, purge, kills)
+    # The chain ends in a log that takes a clean run on top of its recovered
+    # prefix: the child syncs before it exits, so every batch of that run is
+    # durable and must come back, after the chain's prefix, exactly.
+    n = 25
+    out = W.write_and_exit(path, seed, n, start=final, segment_size=segment_size, sync=sync,
+                           purge_threshold=purge)
+    assert out.max_written(0) == final[0] + n
+    ks = W.verify_recovered(str(path), expected, final, out, segment_size=segment_size)
+    assert ks == [final[0] + n]
 
 
 @pytest.mark.parametrize("k", range(SINGLES))

@@ -161,11 +161,13 @@ def test_last_batch_garbage_from_offsets(reference, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every byte offset of the last batch
 def test_last_batch_zeroed_from_every_offset(reference, tmp_path):
     _run_offsets(reference, tmp_path, "zero", every=True)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every byte offset of the last batch
 def test_last_batch_garbage_from_every_offset(reference, tmp_path):
     _run_offsets(reference, tmp_path, "garbage", every=True)
 

@@ -23,6 +23,7 @@ one preparation fails (the preparer then waits a second)."""
 import asyncio
 import errno
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import pytest
 import pyraftlog
 from pyraftlog import Entry, PoisonedError, Snapshot, SnapshotMeta
 from pyraftlog import failpoint as fp
+from pyraftlog._native import lib
 
 SEG = 8192
 ERRNOS = [errno.EIO, errno.ENOSPC]
@@ -530,12 +532,42 @@ def test_snapshot_store_failure_is_a_clear_error(tmp_path, point, err):
     assert len(os.listdir(snapdir)) == 1   # the superseded file is gone
 
 
+CSRC = pathlib.Path(__file__).resolve().parents[2] / "csrc"
+FAILPOINT_CALL = re.compile(r'(?:prl_failpoint|FAIL_OR)\(\s*"([^"]+)"')
+
+
+def test_failpoint_table_matches_the_failpoints_in_csrc():
+    """The one table of names (csrc/failpoint.c) is exactly the set of places
+    the C code checks: a name armed but never checked would be a test that
+    silently tests nothing."""
+    used = set()
+    for f in CSRC.glob("*.c"):
+        if f.name != "failpoint.c":
+            used |= set(FAILPOINT_CALL.findall(f.read_text()))
+    assert used, "no failpoint call found in csrc/: the pattern is stale"
+    assert set(fp.C_POINTS) == used
+    assert len(fp.C_POINTS) == len(set(fp.C_POINTS))
+
+
 def test_failpoint_module_knows_every_c_failpoint():
     """Every C failpoint can be armed from Python (segment::rename was
     missing from failpoint.C_POINTS until commit 8c57f32)."""
     for point in ROTATION_POINTS + ["flusher::fdatasync"]:
         fp.set(point, errno.EIO, 1)
         fp.set(point, 0)
+
+
+@pytest.mark.parametrize("name", ["flusher::fdatasyncx", "flusher::", "", "Dir::fsync",
+                                  "segment::rename ", "nope"])
+def test_unknown_failpoint_names_are_rejected(name):
+    """The C side rejects a name it does not check (before, any name was
+    accepted and armed nothing)."""
+    assert lib.prl_failpoint_set(name.encode(), errno.EIO, 1) == lib.PRL_E_BAD_ARGUMENT
+    with pytest.raises(ValueError, match="unknown failpoint"):
+        fp.set(name, errno.EIO)
+    with pytest.raises(ValueError, match="unknown failpoint"):
+        with fp.armed(name, errno.EIO):
+            pass
 
 
 # ========================================================= a full disk

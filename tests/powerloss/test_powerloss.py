@@ -180,6 +180,7 @@ def test_power_loss(shim, checker, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # scales with PYRAFTLOG_POWERLOSS_RUNS x _IMAGES
 def test_power_loss_long(shim, checker, tmp_path):
     """PYRAFTLOG_POWERLOSS_RUNS chains of 4 writer runs, each checked on
     PYRAFTLOG_POWERLOSS_IMAGES crash images."""
