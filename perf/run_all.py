@@ -27,8 +27,8 @@ def load_all() -> None:
 
 # Write paths first; memory last (it leaves ~3 GB of dirty pages for the
 # kernel to drop); reopen reuses its log across runs.
-ORDER = ["ready_loop", "ready_loop_pipelined", "threads", "asyncio", "steady_state", "reads",
-         "reopen", "memory"]
+ORDER = ["ready_loop", "ready_loop_pipelined", "threads", "asyncio", "pysyncobj", "steady_state",
+         "reads", "reopen", "memory"]
 
 
 def main() -> int:
