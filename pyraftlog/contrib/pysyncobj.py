@@ -28,8 +28,13 @@ Durability (what Raft requires, and where it is enforced):
 
 - ``setCurrentTerm(term, vote)`` writes and waits for the write to be durable
   before it returns: PySyncObj sends vote requests and grants right after it.
-- ``add`` only buffers: entries go to the engine in one batch at the next read,
-  acknowledgement or timer tick (visible to reads as soon as they are written).
+- ``add`` only buffers: entries go to the engine in one batch, without
+  waiting, at the end of the PySyncObj tick that added them (``install``
+  wraps ``SyncObj._checkCommandsToApply``, the tick's last step before its
+  thread sleeps), or earlier at an acknowledgement or commit.  The writes of
+  the groups whose ticks end together share one ``fdatasync``, and a
+  leader's entries are on their way to disk while they travel to the
+  followers (visible to reads as soon as they are written).
 - A follower acknowledges entries (and an installed snapshot) in
   ``SyncObj.__sendNextNodeIdx``; ``install`` wraps that method so it calls
   :meth:`PyraftlogJournal.flush` first (write + wait), so nothing is
@@ -39,7 +44,8 @@ Durability (what Raft requires, and where it is enforced):
   up to the new commit index is durable before PySyncObj applies the entries,
   answers clients or tells followers the new commit index.
 - The commit index itself is only a hint (as in PySyncObj's ``FileJournal``):
-  it is stored with the next write or by ``onOneSecondTimer``.
+  it is stored with the next write or by ``onOneSecondTimer``; a write that
+  carries nothing else is not waited for (etcd's ``MustSync``).
 - With ``durable_dumps=True`` (the default) ``install`` also makes PySyncObj's
   full-dump file (``fullDumpFile``, its snapshot) durable (``fsync`` of the
   file and of its directory) before PySyncObj reports the dump done and
