@@ -30,6 +30,7 @@ from typing import Optional
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 COLORS = {"ours": "tab:green", "reference": "tab:blue", "peer": "tab:gray"}
+OTHER_COLORS = ["tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:gray", "tab:olive"]
 
 
 def _pyplot():
@@ -74,7 +75,8 @@ def throughput(results: dict, path: str) -> Optional[str]:
         return None
     cols = min(3, len(benches))
     rows = math.ceil(len(benches) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.2 * cols, 7.5), 3.0 * rows + 0.4),
+                             squeeze=False)
     for ax in axes.flat[len(benches):]:
         ax.axis("off")
     for ax, b in zip(axes.flat, benches):
@@ -82,7 +84,7 @@ def throughput(results: dict, path: str) -> Optional[str]:
         ours = b["ours"]["entries_per_s"]
         vals = [s.get("entries_per_s") or 0 for _, s in sides]
         ax.barh(range(len(sides)), vals, color=[COLORS[k] for k, _ in sides])
-        ax.set_yticks(range(len(sides)), [_short(s["label"]) for _, s in sides], fontsize=7)
+        ax.set_yticks(range(len(sides)), [_short(s["label"], 30) for _, s in sides], fontsize=7)
         ax.invert_yaxis()
         for i, ((kind, s), v) in enumerate(zip(sides, vals)):
             note = _rate(v) + ("" if kind == "ours" or not v else f"  ({ours / v:.2f}x)")
@@ -94,7 +96,7 @@ def throughput(results: dict, path: str) -> Optional[str]:
         ax.set_title(f"{b['name']}", fontsize=9)
         ax.set_xlabel(f"{unit} (ours / side in brackets{noise})", fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle("throughput beside the references measured in the same run "
+    fig.suptitle("throughput beside the references measured in the same run\n"
                  "(green: pyraftlog, blue: reference, gray: peers)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -147,6 +149,7 @@ def latency_cdf(results: dict, path: str) -> Optional[str]:
     for ax in axes.flat[len(benches):]:
         ax.axis("off")
     for ax, b in zip(axes.flat, benches):
+        others = iter(OTHER_COLORS * 3)
         for kind, s in _sides(b):
             q = s.get("latency_quantiles_ms")
             if not q:
@@ -154,7 +157,7 @@ def latency_cdf(results: dict, path: str) -> Optional[str]:
             xs = [v for _, v in q]
             ys = [p for p, _ in q]
             ax.plot(xs, ys, label=_short(s["label"], 30), lw=2 if kind == "ours" else 1,
-                    color=COLORS["ours"] if kind == "ours" else None)
+                    color=COLORS["ours"] if kind == "ours" else next(others))
         ax.set_xscale("log")
         ax.set_ylim(0, 1)
         ax.set_title(b["name"], fontsize=9)
