@@ -73,6 +73,7 @@ def throughput(results: dict, path: str) -> Optional[str]:
                if b.get("ours") and b["ours"].get("entries_per_s")]
     if plt is None or not benches:
         return None
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
     cols = min(3, len(benches))
     rows = math.ceil(len(benches) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(max(5.2 * cols, 7.5), 3.0 * rows + 0.4),
@@ -90,6 +91,8 @@ def throughput(results: dict, path: str) -> Optional[str]:
             note = _rate(v) + ("" if kind == "ours" or not v else f"  ({ours / v:.2f}x)")
             ax.text(v, i, " " + note, va="center", fontsize=7)
         ax.set_xlim(0, max(vals) * 1.45 if max(vals) else 1)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _rate(v) if v else "0"))
         unit = "commands/s" if b["ours"].get("op") == "command" else "entries/s"
         others = [s.get("others_cores") for _, s in sides if s.get("others_cores") is not None]
         noise = f"; others' CPU {max(others):.2f}" if others else ""
