@@ -26,8 +26,8 @@ fdatasync, CPU seconds of the three processes per 1,000 commands, and the CPU
 other processes used meanwhile (the machine is shared).  Targets:
 pyraftlog >= 3x the durable FileJournal and >= 0.8x the stock FileJournal.
 
-    .venv/bin/python perf/bench_pysyncobj.py            # 3 rounds x 4 clusters x 5 s
-    .venv/bin/python perf/bench_pysyncobj.py --quick    # 2 rounds x 4 clusters x 2 s
+    .venv/bin/python perf/bench_pysyncobj.py            # 3 rounds x 4 clusters x 5 s, ~2 min
+    .venv/bin/python perf/bench_pysyncobj.py --quick    # 1 round x 4 clusters x 2 s, ~35 s
 
 This file is also the cluster's child program (``--child CONFIG NODE``).
 """
@@ -324,16 +324,18 @@ def bench_pysyncobj(cfg: harness.Config):
         import pysyncobj  # noqa: F401
     except ImportError:
         return Comparison("pysyncobj", "PySyncObj cluster", skipped="pip install pysyncobj")
-    seconds = max(cfg.run_seconds, 2.0)
+    # a fresh cluster per run costs ~5 s: --quick measures one round
+    rounds = 1 if cfg.quick else cfg.runs
+    seconds = max(cfg.seconds / rounds if cfg.quick else cfg.run_seconds, 2.0)
     warmup = max(cfg.warmup, 1.0)
     results = {label: Result(label, "command") for label, _, _ in VARIANTS}
-    for r in range(cfg.runs):
+    for r in range(rounds):
         k = r % len(VARIANTS)
         for label, journal, sync in VARIANTS[k:] + VARIANTS[:k]:
             run, lats, extra = run_cluster(cfg, journal, sync, seconds, warmup)
             results[label].runs.append(run)
             results[label].latencies.extend(lats)
-            cfg.log(f"  run {r + 1}/{cfg.runs} {label:<34} {fmt_num(run.throughput)} commands/s"
+            cfg.log(f"  run {r + 1}/{rounds} {label:<34} {fmt_num(run.throughput)} commands/s"
                     f"  ({run.ops} in {run.seconds:.2f} s, {extra['failed']} failed, "
                     f"others' CPU {run.others_cpu / run.seconds:.2f})")
             cfg.cleanup()
@@ -347,7 +349,7 @@ def bench_pysyncobj(cfg: harness.Config):
                                  if nosync.entries_per_s else None)
     comp.details.append(f"side by side ({NODES} processes x {cfg.options['groups']} groups, "
                         f"window {cfg.options['window']} per group per process, "
-                        f"{cfg.runs} x {seconds:g} s each):")
+                        f"{rounds} x {seconds:g} s each):")
     comp.details.extend("   " + line for line in side_table([ours, ref, stock, nosync]).splitlines())
     comp.notes.append("CPU s/1k cmds: user+sys of the three cluster processes per 1,000 "
                       "acknowledged commands; fdatasync/s/proc: fdatasync (and fsync) calls per "

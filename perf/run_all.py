@@ -4,7 +4,7 @@
 Prints each workload's detail table, then one summary table (workload,
 ours, reference, ratio, target, met?), and writes perf/out/results.json
 (and perf/out/results.png when matplotlib is installed).  By default the
-suite takes about 5 minutes; --quick under a minute.  No target is
+suite takes about 7 minutes; --quick about a minute and a half.  No target is
 asserted: the exit status is 0 unless a benchmark crashed.
 """
 from __future__ import annotations
