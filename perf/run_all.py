@@ -3,7 +3,7 @@
 
 Prints each workload's detail table, then one summary table (workload,
 ours, reference, ratio, target, met?), and writes perf/out/results.json
-(and perf/out/results.png when matplotlib is installed).  By default the
+(and the charts perf/out/results-*.png when matplotlib is installed).  By default the
 suite takes about 7 minutes; --quick about a minute and a half.  No target is
 asserted: the exit status is 0 unless a benchmark crashed.
 """

@@ -427,8 +427,10 @@ def test_install_patches_and_restores(engine_factory):
         j._destroy()
         j2._destroy()
     assert ps.createJournal is before
-    # the acknowledgement hook stays (journals created while installed need it)
+    # the acknowledgement hook stays (journals created while installed need it),
+    # and so does the end-of-tick hook that hands buffered entries to the engine
     assert getattr(ps.SyncObj._SyncObj__sendNextNodeIdx, "_pyraftlog_hook", False)
+    assert getattr(ps.SyncObj._checkCommandsToApply, "_pyraftlog_hook", False)
 
 
 # ===================================================================== clusters
