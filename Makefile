@@ -65,7 +65,7 @@ soak: build
 	$(PY) tests/soak/soak.py --minutes $(or $(SOAK_MINUTES),10)
 
 perf: build
-	$(PIP) install -q rocksdict lmdb || echo "perf peers not installed; they will be skipped"
+	$(PIP) install -q rocksdict lmdb matplotlib || echo "perf peers or matplotlib not installed; they will be skipped"
 	$(PY) perf/run_all.py
 
 # the main workloads under py-spy: reports on stdout, raw stacks and flame
@@ -74,8 +74,9 @@ profile: build
 	$(PIP) install -q py-spy
 	for w in ready_loop_pipelined threads asyncio; do $(PY) perf/profile.py --workload $$w --seconds 4 || exit 1; done
 
+# `make demo DEMO_ARGS="--metrics-port 9108"`: any option of the demo (--help)
 demo: build
-	$(PY) -m pyraftlog.contrib.demo
+	$(PY) -m pyraftlog.contrib.demo $(DEMO_ARGS)
 
 lint: build
 	$(PIP) install -q ruff mypy

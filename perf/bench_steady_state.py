@@ -159,6 +159,7 @@ class SteadySide(EngineSide):
         max_fine, w = self.max_disk_fine, 0
         stop = threading.Event()
         t0 = clock()
+        self.t0 = t0  # the time axis of samples and of the timeline chart
         self._sample(t0)
         sampler = threading.Thread(target=self._sampler, args=(stop, t0), daemon=True)
         sampler.start()
@@ -300,6 +301,30 @@ def _f(v) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
+def timeline(side, latencies, calls, interval=0.25) -> dict:
+    """Disk use and write latency over time, for perf/plots.py."""
+    mib = 2**20
+    t0 = getattr(side, "t0", None)
+    out = {"t": [round(t, 3) for t, _, _ in side.samples],
+           "disk_mib": [(s["disk_bytes"] or 0) / mib for _, s, _ in side.samples],
+           "dir_mib": [d / mib for _, _, d in side.samples],
+           "live_mib": [(s["live_bytes"] or 0) / mib for _, s, _ in side.samples],
+           "limit_mib": LIMIT / mib, "write_t": [], "write_p50_ms": [], "write_max_ms": [],
+           "purges": []}
+    if t0 is None:
+        return out
+    buckets: dict = {}
+    for (start, _end), lat in zip(side.writes, latencies):
+        buckets.setdefault(int((start - t0) / interval), []).append(lat * 1e3)
+    for k in sorted(buckets):
+        v = sorted(buckets[k])
+        out["write_t"].append(round((k + 0.5) * interval, 3))
+        out["write_p50_ms"].append(v[len(v) // 2])
+        out["write_max_ms"].append(v[-1])
+    out["purges"] = [(round(a - t0, 3), round(b - t0, 3)) for a, b, n in calls if n][:2000]
+    return out
+
+
 def summarize(comp, side, stats, counter):
     mib = 2**20
     samples = side.samples
@@ -388,6 +413,7 @@ def summarize(comp, side, stats, counter):
     if not side.purges.installed:
         lines.append("   (the engine has no _purger.purge to time: latencies not split)")
     comp.details.extend(lines)
+    comp.series["timeline"] = timeline(side, comp.ours.latencies, calls)
     comp.summary = (f"{fmt_rate(comp.ours.entries_per_s)}, disk max {max_disk / mib:.1f} MiB, "
                     f"p99 purge {_f(p_during)} ms",
                     f"absolute: {LIMIT / mib:.0f} MiB; p99 no purge {_f(p_none)} ms")

@@ -56,8 +56,9 @@ REPO_DIR = os.path.dirname(PERF_DIR)
 if PERF_DIR not in sys.path:  # report.py is a sibling; make it importable however we were loaded
     sys.path.insert(0, PERF_DIR)
 
+import plots  # noqa: E402
 from report import (OUT_DIR, fmt_num, noise_line, print_comparison, save_json,  # noqa: E402
-                    save_plot, summary_table)
+                    summary_table)
 
 # Budgets.  Full: ~15 s measured per side per workload (3 runs of 5 s);
 # the whole suite (peers, steady state, reads, reopen, memory) ~5 minutes.
@@ -378,6 +379,9 @@ def _percentile(sorted_values: Sequence[float], q: float) -> Optional[float]:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
+CDF_POINTS = [k / 100 for k in range(100)] + [0.995, 0.999, 1.0]
+
+
 @dataclass
 class Result:
     """One side, aggregated over its measured runs."""
@@ -487,6 +491,9 @@ class Result:
         d["cpu_user_us_per_op"] = self.per_op("cpu_user")
         d["cpu_sys_us_per_op"] = self.per_op("cpu_sys")
         d["samples"] = len(self.latencies)
+        # the latency distribution for perf/plots.py's CDFs: (fraction, ms)
+        d["latency_quantiles_ms"] = ([(q, self._lat(q)) for q in CDF_POINTS]
+                                     if self.latencies else None)
         d["runs"] = [dataclasses.asdict(r) | {"entries_per_s": r.throughput} for r in self.runs]
         d["notes"] = list(self.notes)
         return d
@@ -508,6 +515,7 @@ class Comparison:
     metrics: dict = field(default_factory=dict)  # named figures for non-throughput targets
     details: list = field(default_factory=list)  # extra lines printed under the detail table
     summary: Optional[tuple] = None  # (ours, reference) cells of the summary row, if not throughput
+    series: dict = field(default_factory=dict)  # time series for perf/plots.py ("timeline": ...)
 
     @property
     def ratio(self) -> Optional[float]:
@@ -540,6 +548,7 @@ class Comparison:
             "metrics": dict(self.metrics),
             "details": list(self.details),
             "notes": list(self.notes),
+            "series": dict(self.series),
         }
 
 
@@ -793,7 +802,6 @@ def main(names: Optional[Sequence[str]] = None, description: str = "", json_name
     path = save_json(comps, args.json or json_name, env)
     print(f"\nresults: {os.path.relpath(path)}")
     if not args.no_plot:
-        png = save_plot(comps, os.path.splitext(os.path.basename(path))[0] + ".png")
-        if png:
+        for png in plots.render_file(path):
             print(f"plot:    {os.path.relpath(png)}")
     return comps

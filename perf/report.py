@@ -1,4 +1,4 @@
-"""Printing and saving benchmark results: aligned tables, JSON, optional PNG.
+"""Printing and saving benchmark results: aligned tables and JSON (PNG charts: plots.py).
 
 Only reads the result objects of :mod:`harness` (``Comparison``, ``Result``,
 ``RunResult``); nothing here measures.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
@@ -208,7 +208,7 @@ def summary_table(comps: Sequence) -> str:
 
 
 # --------------------------------------------------------------------------
-# Output: JSON and optional plot
+# Output: JSON (charts: plots.py)
 # --------------------------------------------------------------------------
 
 
@@ -221,43 +221,4 @@ def save_json(comps: Sequence, filename: str, env: dict) -> str:
     with open(path, "w") as f:
         json.dump({"environment": env, "benchmarks": [c.to_dict() for c in comps]}, f, indent=1,
                   default=str)
-    return path
-
-
-def save_plot(comps: Sequence, filename: str) -> Optional[str]:
-    """Bar chart of ratios vs targets and p99 latencies; silently None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:  # noqa: BLE001 - optional
-        return None
-    done = [c for c in comps if c.ours and c.ref]
-    if not done:
-        return None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    names = [c.name for c in done]
-    ratios = [c.ratio or 0 for c in done]
-    ax1.bar(names, ratios, color=["tab:green" if all(m is not False for _, _, m in c.checks())
-                                  else "tab:red" for c in done])
-    for i, c in enumerate(done):
-        for t in c.targets:
-            if t.metric == "ratio":
-                ax1.hlines(t.value, i - 0.4, i + 0.4, colors="black", linestyles="dashed")
-    ax1.set_ylabel("ours / reference (entries/s)")
-    ax1.set_title("throughput ratio (dashed: target)")
-    ax1.tick_params(axis="x", rotation=20)
-    x = range(len(done))
-    ax2.bar([i - 0.2 for i in x], [c.ours.p99_ms or 0 for c in done], width=0.4, label="pyraftlog")
-    ax2.bar([i + 0.2 for i in x], [c.ref.p99_ms or 0 for c in done], width=0.4, label="reference")
-    ax2.set_xticks(list(x), names, rotation=20)
-    ax2.set_yscale("log")
-    ax2.set_ylabel("p99 latency (ms)")
-    ax2.legend()
-    fig.tight_layout()
-    os.makedirs(OUT_DIR, exist_ok=True)
-    path = os.path.join(OUT_DIR, filename)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path

@@ -3,8 +3,8 @@
 
 Prints each workload's detail table, then one summary table (workload,
 ours, reference, ratio, target, met?), and writes perf/out/results.json
-(and perf/out/results.png when matplotlib is installed).  By default the
-suite takes about 5 minutes; --quick under a minute.  No target is
+(and the charts perf/out/results-*.png when matplotlib is installed).  By default the
+suite takes about 7 minutes; --quick about a minute and a half.  No target is
 asserted: the exit status is 0 unless a benchmark crashed.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ def load_all() -> None:
 
 # Write paths first; memory last (it leaves ~3 GB of dirty pages for the
 # kernel to drop); reopen reuses its log across runs.
-ORDER = ["ready_loop", "ready_loop_pipelined", "threads", "asyncio", "steady_state", "reads",
-         "reopen", "memory"]
+ORDER = ["ready_loop", "ready_loop_pipelined", "threads", "asyncio", "pysyncobj", "steady_state",
+         "reads", "reopen", "memory"]
 
 
 def main() -> int:

@@ -160,8 +160,17 @@ def test_matches_memory_journal_with_reopen(engine_factory, tmp_path):
         a, b = rng.randint(-n - 2, n + 2), rng.randint(-n - 2, n + 2)
         assert j[a:b] == mem[a:b]
         assert j[a:] == mem[a:]
+        if rng.random() < 0.2:
+            # reads may come from the journal's memory (its tail): the engine
+            # itself must hold the same entries once the journal flushed
+            j.flush()
+            if n:
+                g = contrib.group_id_for("diff")
+                got = [(bytes(e.data), e.index, e.term)
+                       for e in eng.entries(g, mem[0][1], mem[-1][1] + 1)]
+                assert got == mem[:]
 
-    for step in range(600):
+    for step in range(1500):
         op = rng.random()
         n = len(mem)
         if op < 0.55 or n == 0:
@@ -173,6 +182,8 @@ def test_matches_memory_journal_with_reopen(engine_factory, tmp_path):
                 e = (os.urandom(rng.randint(0, 40)), idx + k, rng.randint(0, 9))
                 mem.add(*e)
                 j.add(*e)
+                if rng.random() < 0.3:
+                    j.issue()             # what the end of a PySyncObj tick does
         elif op < 0.68:
             k = rng.randint(-n - 2, n + 2)
             mem.deleteEntriesFrom(k)
@@ -305,7 +316,20 @@ def test_durability_points(engine_factory):
     j.add(b"y", 50, 1)
     j.flush()                           # the acknowledgement hook calls this
     assert spy.pending() == 0 and eng_last(spy, j) == 50
-    j._destroy()
+    j.add(b"z", 51, 1)
+    spy.tickets = []
+    j.issue()                           # the end of a tick: written, not waited for
+    assert len(spy.tickets) == 1 and eng_last(spy, j) == 51
+    j.flush()
+    assert spy.pending() == 0
+    j.setRaftCommitIndex(51)            # a commit-index hint alone ...
+    j.issue()                           # ... is not written by issue()
+    assert spy.tickets == []
+    j.flush()                           # flush writes it, but need not wait for it
+    assert len(spy.tickets) == 1 and j._last_needed is not spy.tickets[-1]
+    j._destroy()                        # the final flush waits for everything
+    assert spy.pending() == 0
+    assert spy.initial_state(j.group)[0].commit == 51
 
 
 def test_truncate_and_reappend_are_one_batch(engine_factory):
@@ -403,8 +427,10 @@ def test_install_patches_and_restores(engine_factory):
         j._destroy()
         j2._destroy()
     assert ps.createJournal is before
-    # the acknowledgement hook stays (journals created while installed need it)
+    # the acknowledgement hook stays (journals created while installed need it),
+    # and so does the end-of-tick hook that hands buffered entries to the engine
     assert getattr(ps.SyncObj._SyncObj__sendNextNodeIdx, "_pyraftlog_hook", False)
+    assert getattr(ps.SyncObj._checkCommandsToApply, "_pyraftlog_hook", False)
 
 
 
@@ -623,10 +649,11 @@ def test_cluster_replicates_and_restarts_from_log(cluster_factory, monkeypatch):
     orig = contrib._ORIG["sendNextNodeIdx"]
 
     def checking_ack(self, *args, **kwargs):
-        # runs after the hook's flush: this journal holds nothing not yet durable
+        # runs after the hook's flush: this journal holds nothing not yet
+        # durable but perhaps a commit-index hint (which needs no sync)
         j = self._SyncObj__raftLog
         checks.append(j._batch is None and not j._run and
-                      (j._last_ticket is None or j._last_ticket.done()))
+                      (j._last_needed is None or j._last_needed.done()))
         return orig(self, *args, **kwargs)
     monkeypatch.setitem(contrib._ORIG, "sendNextNodeIdx", checking_ack)
 

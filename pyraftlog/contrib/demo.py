@@ -121,24 +121,56 @@ class Child:
             sys.stdout.write(line)
             sys.stdout.flush()
 
-    def start(self) -> None:
+    def open_storage(self) -> int:
+        """Open this node's engine and install it for the journals; returns
+        the number of batches recovered.  (perf/bench_pysyncobj.py overrides
+        this and :meth:`journal_file` to run the same cluster on other journals.)"""
         import pyraftlog
         from pyraftlog.contrib.pysyncobj import install
 
-        cfg, node = self.cfg, self.node
-        ndir = os.path.join(cfg["dir"], f"node{node}")
-        t0 = time.monotonic()
-        self.engine = pyraftlog.open(os.path.join(ndir, "log"), sync=cfg["sync"],
-                                     segment_size=cfg["segment_size"])
-        open_s = time.monotonic() - t0
-        recovered = self.engine.stats().get("recovered_batches", 0)
+        cfg = self.cfg
+        self.engine = pyraftlog.open(os.path.join(self.node_dir, "log"), sync=cfg["sync"],
+                                     segment_size=cfg["segment_size"],
+                                     min_sync_interval=cfg.get("min_sync_interval", 0.0))
+        recovered = int(self.engine.stats().get("recovered_batches", 0))
         install(self.engine)
+        port = cfg.get("metrics_port")
+        if port:
+            self.serve_metrics(int(port) + self.node)
+        return recovered
+
+    def serve_metrics(self, port: int) -> Any:
+        """Expose this node's engine on http://127.0.0.1:port/metrics (Prometheus);
+        returns what ``prometheus_client.start_http_server`` returns."""
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from pyraftlog.contrib.prometheus import EngineCollector
+
+        assert self.engine is not None
+        registry = CollectorRegistry()
+        registry.register(EngineCollector(self.engine, labels={"node": str(self.node)}))
+        return start_http_server(port, addr="127.0.0.1", registry=registry)
+
+    def journal_file(self, g: int) -> str:
+        return f"group-{g}"
+
+    @property
+    def node_dir(self) -> str:
+        return os.path.join(self.cfg["dir"], f"node{self.node}")
+
+    def start(self) -> None:
+        cfg, node = self.cfg, self.node
+        ndir = self.node_dir
+        os.makedirs(ndir, exist_ok=True)
+        t0 = time.monotonic()
+        recovered = self.open_storage()
+        open_s = time.monotonic() - t0
         ports = cfg["ports"]
         for g in range(cfg["groups"]):
             me = f"127.0.0.1:{ports[node][g]}"
             partners = [f"127.0.0.1:{ports[n][g]}" for n in range(cfg["nodes"]) if n != node]
             conf = SyncObjConf(
-                journalFile=f"group-{g}",
+                journalFile=self.journal_file(g),
                 fullDumpFile=os.path.join(ndir, f"group-{g}.dump"),
                 # no log compaction: a restarted node rebuilds from the log alone
                 logCompactionMinEntries=10 ** 9,
@@ -202,21 +234,35 @@ class Child:
         st = self.engine.stats()
         return {"stats": {k: v for k, v in st.items() if isinstance(v, (int, float))}}
 
-    def load(self, duration: float, window: int, ack_path: str) -> Msg:
-        """Drive writes into every group; acknowledged keys go to ack_path."""
+    def load(self, duration: float, window: int, ack_path: str,
+             latencies: bool = False) -> Msg:
+        """Drive writes into every group; acknowledged keys go to ack_path.
+
+        ``load_done`` reports the counts; ``in_window`` counts the commands
+        acknowledged before the deadline (the throughput measured by
+        perf/bench_pysyncobj.py) and, with ``latencies``, ``latencies_ms``
+        lists their send-to-acknowledgement times.
+        """
         lock = threading.Lock()
         inflight: list[dict[str, float]] = [{} for _ in self.stores]   # key -> send time
         acked: list[str] = []
-        counters = {"acked": 0, "failed": 0, "expired": 0}
+        lats: list[float] = []
+        counters = {"acked": 0, "failed": 0, "expired": 0, "in_window": 0}
         fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        deadline = time.monotonic() + duration
 
         def make_cb(g: int, key: str) -> Callable[[Any, int], None]:
             def cb(result: Any, err: int) -> None:
+                now = time.monotonic()
                 with lock:
-                    inflight[g].pop(key, None)
+                    sent = inflight[g].pop(key, None)
                     if err == FAIL_REASON.SUCCESS:
                         acked.append(f"{g} {key}\n")
                         counters["acked"] += 1
+                        if now <= deadline:
+                            counters["in_window"] += 1
+                            if latencies and sent is not None:
+                                lats.append(round((now - sent) * 1e3, 3))
                     else:
                         counters["failed"] += 1
             return cb
@@ -230,8 +276,7 @@ class Child:
 
         def run() -> None:
             seq = 0
-            start = time.monotonic()
-            deadline = start + duration
+            start = deadline - duration
             last_flush = start
             try:
                 while True:
@@ -266,9 +311,12 @@ class Child:
                 drain()
             finally:
                 os.close(fd)
-            msg: Msg = {"event": "load_done", "seconds": time.monotonic() - start}
+            msg: Msg = {"event": "load_done", "seconds": time.monotonic() - start,
+                        "window_seconds": duration}
             with lock:
                 msg.update(counters)
+                if latencies:
+                    msg["latencies_ms"] = list(lats)
                 msg["inflight_left"] = sum(len(f) for f in inflight)
             self.send(msg)
 
@@ -300,7 +348,8 @@ class Child:
                 elif cmd == "stats":
                     reply = self.stats()
                 elif cmd == "load":
-                    reply = self.load(msg["duration"], msg["window"], msg["ack_path"])
+                    reply = self.load(msg["duration"], msg["window"], msg["ack_path"],
+                                      msg.get("latencies", False))
                 elif cmd == "exit":
                     self.shutdown()
                     self.send({"id": rid, "bye": True})
@@ -349,11 +398,15 @@ def free_ports(count: int) -> list[int]:
 
 
 class ChildHandle:
-    def __init__(self, node: int, cfg_path: str, log_path: str) -> None:
+    def __init__(self, node: int, cfg_path: str, log_path: str,
+                 program: list[str] | None = None) -> None:
+        """``program``: the child's command before ``--child CONFIG NODE``
+        (default: this module)."""
         self.node = node
         self.log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed by kill()
+        program = program or [sys.executable, "-m", "pyraftlog.contrib.demo"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyraftlog.contrib.demo", "--child", cfg_path, str(node)],
+            [*program, "--child", cfg_path, str(node)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self.started = time.monotonic()
@@ -460,6 +513,7 @@ def run_demo(args: argparse.Namespace, workdir: str) -> int:
         "ports": [ports[n * groups:(n + 1) * groups] for n in range(nodes)],
         "raft_min_timeout": args.raft_timeout,
         "segment_size": int(args.segment_mib * (1 << 20)),
+        "metrics_port": args.metrics_port,
     }
     cfg_path = os.path.join(workdir, "cluster.json")
     with open(cfg_path, "w") as f:
@@ -481,6 +535,9 @@ def run_demo(args: argparse.Namespace, workdir: str) -> int:
         for n in range(nodes):
             children[n].wait_event("ready", timeout=60)
         say(f"started {nodes} processes x {groups} groups in {time.monotonic() - t_start:.1f} s")
+        if args.metrics_port:
+            say("Prometheus metrics: " + ", ".join(
+                f"node {n} http://127.0.0.1:{args.metrics_port + n}/metrics" for n in range(nodes)))
 
         def all_have_leaders() -> list[Msg] | None:
             sts = [children[n].request("status") for n in range(nodes)]
@@ -600,6 +657,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-sync", action="store_true", help="open engines with sync=False")
     p.add_argument("--segment-mib", type=float, default=16,
                    help="engine segment_size in MiB (default 16; the demo writes ~10 MiB per node)")
+    p.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+                   help="serve node n's engine as Prometheus metrics on "
+                        "http://127.0.0.1:PORT+n/metrics (needs prometheus_client: "
+                        "pip install pyraftlog[metrics])")
     p.add_argument("--quiet", action="store_true", help="print the summary only")
     p.add_argument("--child", nargs=2, metavar=("CONFIG", "NODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -28,8 +28,13 @@ Durability (what Raft requires, and where it is enforced):
 
 - ``setCurrentTerm(term, vote)`` writes and waits for the write to be durable
   before it returns: PySyncObj sends vote requests and grants right after it.
-- ``add`` only buffers: entries go to the engine in one batch at the next read,
-  acknowledgement or timer tick (visible to reads as soon as they are written).
+- ``add`` only buffers: entries go to the engine in one batch, without
+  waiting, at the end of the PySyncObj tick that added them (``install``
+  wraps ``SyncObj._checkCommandsToApply``, the tick's last step before its
+  thread sleeps), or earlier at an acknowledgement or commit.  The writes of
+  the groups whose ticks end together share one ``fdatasync``, and a
+  leader's entries are on their way to disk while they travel to the
+  followers (visible to reads as soon as they are written).
 - A follower acknowledges entries (and an installed snapshot) in
   ``SyncObj.__sendNextNodeIdx``; ``install`` wraps that method so it calls
   :meth:`PyraftlogJournal.flush` first (write + wait), so nothing is
@@ -39,7 +44,8 @@ Durability (what Raft requires, and where it is enforced):
   up to the new commit index is durable before PySyncObj applies the entries,
   answers clients or tells followers the new commit index.
 - The commit index itself is only a hint (as in PySyncObj's ``FileJournal``):
-  it is stored with the next write or by ``onOneSecondTimer``.
+  it is stored with the next write or by ``onOneSecondTimer``; a write that
+  carries nothing else is not waited for (etcd's ``MustSync``).
 - With ``durable_dumps=True`` (the default) ``install`` also makes PySyncObj's
   full-dump file (``fullDumpFile``, its snapshot) durable (``fsync`` of the
   file and of its directory) before PySyncObj reports the dump done and
@@ -91,6 +97,11 @@ KEY_VOTE = b"pysyncobj/voted_for"
 #: buffered adds are handed to the engine (without waiting) once they hold
 #: this many bytes of commands, which keeps batches well below a segment.
 MAX_BUFFERED_BYTES = 1 << 20
+
+#: entries already handed to the engine that the journal keeps in memory (its
+#: newest ones): a leader reads them back to send them, so they are read from
+#: here and not from the engine (whose lock 50 ``SyncObj`` threads share).
+TAIL_ENTRIES = 256
 
 #: PySyncObj's log entry: (command, index, term).
 JournalEntry = tuple[bytes, int, int]
@@ -201,10 +212,17 @@ class PyraftlogJournal:
         self._lock = threading.RLock()
         self._batch: pyraftlog.WriteBatch | None = None   # not yet handed to the engine
         self._run: list[JournalEntry] = []       # entries added after self._batch
+        # the newest entries already handed to the engine, consecutive and
+        # ending right before self._run (a read cache, at most 2*TAIL_ENTRIES)
+        self._tail: list[JournalEntry] = []
         self._run_bytes = 0
         self._lo: int | None = None           # lowest index the pending writes change
         self._inflight: collections.deque[tuple[int, pyraftlog.Ticket]] = collections.deque()
         self._last_ticket: pyraftlog.Ticket | None = None
+        # the last write that carried more than a commit-index hint: what an
+        # acknowledgement has to wait for
+        self._last_needed: pyraftlog.Ticket | None = None
+        self._durable_lsn = -1   # highest ticket lsn this journal saw durable
         self._failed: BaseException | None = None
         self._destroyed = False
 
@@ -286,10 +304,38 @@ class PyraftlogJournal:
 
     def _seal(self) -> None:
         """Move buffered adds into the pending batch (keeps operation order)."""
-        if self._run:
-            self._b().append(self._group, [Entry(i, t, d) for (d, i, t) in self._run])
+        run = self._run
+        if run:
+            self._b().append(self._group, [Entry(i, t, d) for (d, i, t) in run])
+            tail = self._tail
+            if tail and tail[-1][1] + 1 == run[0][1]:
+                tail.extend(run)
+                if len(tail) > 2 * TAIL_ENTRIES:
+                    del tail[:-TAIL_ENTRIES]
+            else:
+                self._tail = run[-TAIL_ENTRIES:]
             self._run = []
             self._run_bytes = 0
+
+    def _memory_from(self) -> int | None:
+        """Lowest index served from memory (tail and run, contiguous)."""
+        if self._tail:
+            return self._tail[0][1]
+        if self._run:
+            return self._run[0][1]
+        return None
+
+    def _memory_range(self, lo: int, hi: int) -> list[JournalEntry]:
+        """Tuples [lo, hi) from the tail and the run (lo >= _memory_from())."""
+        tail, run = self._tail, self._run
+        out: list[JournalEntry] = []
+        if tail and lo <= tail[-1][1]:
+            t0 = tail[0][1]
+            out = tail[lo - t0:hi - t0]
+        if run and hi > run[0][1]:
+            r0 = run[0][1]
+            out.extend(run[max(lo, r0) - r0:hi - r0])
+        return out
 
     def _last_index(self) -> int:
         return self._first_idx + self._len - 1
@@ -301,6 +347,7 @@ class PyraftlogJournal:
         """
         self._seal()
         g = self._group
+        needed = self._batch is not None or self._need_hs or self._need_vote
         commit = min(self._commit, max(self._last_index(), 0))
         if self._need_hs or commit != self._saved_commit:
             self._b().set_hard_state(g, HardState(self._term, 0, commit))
@@ -322,29 +369,53 @@ class PyraftlogJournal:
             self._failed = exc
             raise
         self._batch = None
-        self._inflight.append((_NO_INDEX if self._lo is None else self._lo, ticket))
+        inflight = self._inflight
+        inflight.append((_NO_INDEX if self._lo is None else self._lo, ticket))
         self._lo = None
         self._last_ticket = ticket
+        if needed:
+            self._last_needed = ticket
         self._need_name = self._need_hs = self._need_vote = False
         self._saved_commit = commit
-        while self._inflight and self._inflight[0][1].done():
-            self._inflight.popleft()
+        if len(inflight) > 64:      # nobody waited for a while (a leader's issue())
+            while inflight and inflight[0][1].done():
+                inflight.popleft()
         return ticket
 
     def _wait(self, ticket: pyraftlog.Ticket) -> None:
+        """Wait until ``ticket`` is durable; then forget the tickets it covers.
+
+        One C call, none for a ticket already seen durable (tickets complete
+        in write order): with dozens of ``SyncObj`` threads every call that
+        releases the GIL is a chance to lose it for a while.
+        """
+        if ticket.lsn <= self._durable_lsn:
+            return
         try:
             ticket.wait()
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, TimeoutError)):
                 self._failed = exc
             raise
+        self._durable_lsn = ticket.lsn
+        inflight = self._inflight
+        while inflight and inflight[0][1].lsn <= ticket.lsn:
+            inflight.popleft()
 
-    def _wait_all(self) -> None:
-        """Write what is pending and wait until everything written is durable."""
-        ticket = self._write() or self._last_ticket
-        if ticket is not None and not ticket.done():
+    def _wait_all(self, hints: bool = False) -> None:
+        """Write what is pending and wait until everything written is durable.
+
+        A write that carries nothing but the commit-index hint needs no sync
+        (etcd's ``MustSync``): it is written, and waited for only with
+        ``hints``.  Followers flush before every append-entries answer,
+        heartbeats included, whose only news is often the leader's commit
+        index; not waiting there saves a blocking wait (and, with many
+        ``SyncObj`` threads, a trip through the GIL) per heartbeat.
+        """
+        self._write()
+        ticket = self._last_ticket if hints else self._last_needed
+        if ticket is not None:
             self._wait(ticket)
-        self._inflight.clear()
 
     def _wait_upto(self, index: int) -> None:
         """Wait until every entry with an index <= ``index`` is durable."""
@@ -353,17 +424,17 @@ class PyraftlogJournal:
         for lo, ticket in reversed(self._inflight):
             if lo <= index:
                 # tickets complete in write order: this covers earlier batches
-                if not ticket.done():
-                    self._wait(ticket)
+                self._wait(ticket)
                 break
-        while self._inflight and self._inflight[0][1].done():
-            self._inflight.popleft()
 
     def _entry_at(self, index: int) -> JournalEntry:
         """The tuple at Raft ``index`` (first_idx <= index <= last)."""
         run = self._run
         if run and index >= run[0][1]:
             return run[index - run[0][1]]
+        tail = self._tail
+        if tail and tail[0][1] <= index <= tail[-1][1]:
+            return tail[index - tail[0][1]]
         if self._batch is not None:
             self._write()
         return _as_tuple(self._engine.entries(self._group, index, index + 1)[0])
@@ -372,6 +443,9 @@ class PyraftlogJournal:
         """Tuples for Raft indexes [lo, hi), all within the journal."""
         if lo >= hi:
             return []
+        m0 = self._memory_from()
+        if m0 is not None and lo >= m0:
+            return self._memory_range(lo, hi)
         run = self._run
         r0 = run[0][1] if run else None
         eng_hi = hi if r0 is None else min(hi, r0)
@@ -405,6 +479,9 @@ class PyraftlogJournal:
             self._seal()
             self._b().truncate(self._group, index)
             self._touch(index)
+            tail = self._tail
+            if tail and index <= tail[-1][1]:
+                del tail[max(0, index - tail[0][1]):]
         self._len = index - self._first_idx
         if self._len == 0:
             self._first = self._last = None
@@ -429,6 +506,7 @@ class PyraftlogJournal:
                 b.apply_snapshot(g, Snapshot(SnapshotMeta(index - 1, term)))
         self._touch(0)
         self._first_idx = index
+        self._tail = []
 
     # ------------------------------------------------------------ journal API
 
@@ -470,6 +548,7 @@ class PyraftlogJournal:
             self._check()
             self._run = []
             self._run_bytes = 0
+            self._tail = []
             self._seal()
             self._b().truncate(self._group, self._first_idx)
             self._touch(self._first_idx)
@@ -494,6 +573,9 @@ class PyraftlogJournal:
             upto = self._first_idx + count - 1
             self._seal()
             self._b().compact(self._group, upto)
+            tail = self._tail
+            if tail and tail[0][1] <= upto:
+                del tail[:upto + 1 - tail[0][1]]
             self._first_idx = upto + 1
             self._len -= count
             if self._len == 0:
@@ -575,6 +657,23 @@ class PyraftlogJournal:
     def getRaftCommitIndex(self) -> int:
         return self._commit or 1
 
+    def issue(self) -> None:
+        """Hand buffered entries (and whatever else is pending) to the engine
+        without waiting.
+
+        ``install`` calls this at the end of every PySyncObj tick, just before
+        the tick thread sleeps in its poller: a leader's new entries then
+        start towards the disk while they travel to the followers, so by the
+        time the followers' acknowledgements arrive they are usually durable
+        and :meth:`setRaftCommitIndex` does not block; and the writes of the
+        groups whose ticks end together share one ``fdatasync``.  A pending
+        commit-index hint alone is not written here.
+        """
+        with self._lock:
+            if self._failed is None and not self._destroyed and (
+                    self._run or self._batch is not None or self._need_hs or self._need_vote):
+                self._write()
+
     def onOneSecondTimer(self) -> None:
         """Write what is pending (commit index, buffered entries); no wait."""
         with self._lock:
@@ -594,7 +693,7 @@ class PyraftlogJournal:
                 return
             try:
                 if self._failed is None:
-                    self._wait_all()
+                    self._wait_all(hints=True)
             except (pyraftlog.RaftLogError, OSError):
                 # PySyncObj destroys journals from its tick thread, where an
                 # exception would only kill the thread: report it here.
@@ -700,6 +799,21 @@ def _send_next_node_idx(self: Any, *args: Any, **kwargs: Any) -> Any:
 _send_next_node_idx._pyraftlog_hook = True  # type: ignore[attr-defined]
 
 
+def _check_commands_to_apply(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Wraps ``SyncObj._checkCommandsToApply``, the last step of a tick before
+    the tick thread sleeps in its poller (a leader adds the new commands to its
+    journal there): what the journal buffered is handed to the engine then,
+    without waiting (:meth:`PyraftlogJournal.issue`)."""
+    result = _ORIG["checkCommandsToApply"](self, *args, **kwargs)
+    journal = getattr(self, "_SyncObj__raftLog", None)
+    if isinstance(journal, PyraftlogJournal):
+        journal.issue()
+    return result
+
+
+_check_commands_to_apply._pyraftlog_hook = True  # type: ignore[attr-defined]
+
+
 def install(engine: pyraftlog.Engine, group_id: GroupIdFunc | None = None,
             durable_dumps: bool = True) -> Installation:
     """Make every new ``SyncObj`` that has a ``journalFile`` keep its journal
@@ -735,6 +849,12 @@ def install(engine: pyraftlog.Engine, group_id: GroupIdFunc | None = None,
         if not getattr(current, "_pyraftlog_hook", False):
             _ORIG["sendNextNodeIdx"] = current
             cls._SyncObj__sendNextNodeIdx = _send_next_node_idx
+        check = cls.__dict__.get("_checkCommandsToApply")
+        if callable(check) and not getattr(check, "_pyraftlog_hook", False):
+            # without this hook (another pysyncobj version) entries are written
+            # at the next acknowledgement, commit or timer: slower, as durable
+            _ORIG["checkCommandsToApply"] = check
+            cls._checkCommandsToApply = _check_commands_to_apply
         if (durable_dumps and os.name == "posix"
                 and pserializer.atomicReplace is not durable_replace):
             _ORIG.setdefault("atomicReplace", pserializer.atomicReplace)
