@@ -20,9 +20,18 @@
 #include "group_index.h"
 #include "pyraftlog.h"
 
+#define CHUNK_BITS 10 /* groups live in chunks of 1024: no reallocation of the
+                         whole array as groups are added, at most one chunk
+                         unused, and a group's address never changes */
+#define CHUNK (1u << CHUNK_BITS)
+
+/* the many-groups budget: a group with one entry and a hard state costs this
+ * and ~6 bytes of hash slots (docs/ARCHITECTURE.md) */
+_Static_assert(sizeof(prl_group) == 120, "prl_group grew");
+
 struct prl_index {
-    prl_group *groups;   /* dense: groups[0..ngroups) */
-    uint32_t ngroups, gcap;
+    prl_group **chunks;  /* dense: group k at chunks[k / CHUNK][k % CHUNK] */
+    uint32_t ngroups, nchunks, chunkcap;
     uint32_t *slots;     /* open addressing: 0 empty, else dense index + 1 */
     uint64_t nslots;     /* a power of two, at most half full */
     uint64_t entries;    /* live entries of all groups */
@@ -32,6 +41,10 @@ struct prl_index {
 };
 
 /* ------------------------------------------------------------ hash table */
+
+static prl_group *at(const prl_index *ix, uint32_t k) {
+    return &ix->chunks[k >> CHUNK_BITS][k & (CHUNK - 1)];
+}
 
 static uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
     x ^= x >> 30;
@@ -44,13 +57,13 @@ static uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
 /* The slot holding group `id`, or the empty slot where it would go. */
 static uint64_t find_slot(const prl_index *ix, uint64_t id) {
     uint64_t mask = ix->nslots - 1, i = mix(id) & mask;
-    while (ix->slots[i] && ix->groups[ix->slots[i] - 1].id != id) i = (i + 1) & mask;
+    while (ix->slots[i] && at(ix, ix->slots[i] - 1)->id != id) i = (i + 1) & mask;
     return i;
 }
 
 static prl_group *lookup(const prl_index *ix, uint64_t id) {
     uint32_t s = ix->slots[find_slot(ix, id)];
-    return s ? &ix->groups[s - 1] : NULL;
+    return s ? at(ix, s - 1) : NULL;
 }
 
 static int rehash(prl_index *ix, uint64_t nslots) {
@@ -59,7 +72,7 @@ static int rehash(prl_index *ix, uint64_t nslots) {
     free(ix->slots);
     ix->slots = slots;
     ix->nslots = nslots;
-    for (uint32_t k = 0; k < ix->ngroups; k++) ix->slots[find_slot(ix, ix->groups[k].id)] = k + 1;
+    for (uint32_t k = 0; k < ix->ngroups; k++) ix->slots[find_slot(ix, at(ix, k)->id)] = k + 1;
     return 0;
 }
 
@@ -67,15 +80,21 @@ static prl_group *create(prl_index *ix, uint64_t id) {
     prl_group *g = lookup(ix, id);
     if (g) return g;
     if (ix->ngroups == UINT32_MAX - 1) return NULL;
-    if (2 * ((uint64_t)ix->ngroups + 1) > ix->nslots && rehash(ix, ix->nslots * 2)) return NULL;
-    if (ix->ngroups == ix->gcap) {
-        uint32_t cap = ix->gcap ? ix->gcap + ix->gcap / 2 : 16;
-        prl_group *gs = realloc(ix->groups, (size_t)cap * sizeof *gs);
-        if (!gs) return NULL;
-        ix->groups = gs;
-        ix->gcap = cap;
+    /* at most 3/4 full: linear probing stays short, slots cost ~6 B a group */
+    if (4 * ((uint64_t)ix->ngroups + 1) > 3 * ix->nslots && rehash(ix, ix->nslots * 2)) return NULL;
+    if (ix->ngroups == (uint64_t)ix->nchunks * CHUNK) {
+        if (ix->nchunks == ix->chunkcap) {
+            uint32_t cap = ix->chunkcap ? 2 * ix->chunkcap : 4;
+            prl_group **cs = realloc(ix->chunks, (size_t)cap * sizeof *cs);
+            if (!cs) return NULL;
+            ix->chunks = cs;
+            ix->chunkcap = cap;
+        }
+        prl_group *c = malloc(CHUNK * sizeof *c);
+        if (!c) return NULL;
+        ix->chunks[ix->nchunks++] = c;
     }
-    g = &ix->groups[ix->ngroups];
+    g = at(ix, ix->ngroups);
     memset(g, 0, sizeof *g);
     g->id = id;
     ix->slots[find_slot(ix, id)] = ++ix->ngroups;
@@ -105,7 +124,7 @@ static void drop(prl_index *ix, prl_group *g) {
     uint32_t k = ix->slots[i] - 1;
     ix->slots[i] = 0;
     for (uint64_t j = (i + 1) & mask; ix->slots[j]; j = (j + 1) & mask) {
-        uint64_t home = mix(ix->groups[ix->slots[j] - 1].id) & mask;
+        uint64_t home = mix(at(ix, ix->slots[j] - 1)->id) & mask;
         /* move j back to i unless its home lies cyclically in (i, j] */
         if (((j - home) & mask) >= ((j - i) & mask)) {
             ix->slots[i] = ix->slots[j];
@@ -116,8 +135,8 @@ static void drop(prl_index *ix, prl_group *g) {
     free_group(ix, g);
     uint32_t last = --ix->ngroups;
     if (k != last) {
-        ix->groups[k] = ix->groups[last];
-        ix->slots[find_slot(ix, ix->groups[k].id)] = k + 1;
+        *at(ix, k) = *at(ix, last);
+        ix->slots[find_slot(ix, at(ix, k)->id)] = k + 1;
     }
 }
 
@@ -301,8 +320,9 @@ int prl_index_new(prl_index **out) {
 
 void prl_index_free(prl_index *ix) {
     if (!ix) return;
-    for (uint32_t k = 0; k < ix->ngroups; k++) free_group(ix, &ix->groups[k]);
-    free(ix->groups);
+    for (uint32_t k = 0; k < ix->ngroups; k++) free_group(ix, at(ix, k));
+    for (uint32_t c = 0; c < ix->nchunks; c++) free(ix->chunks[c]);
+    free(ix->chunks);
     free(ix->slots);
     free(ix->rel);
     free(ix);
@@ -311,14 +331,15 @@ void prl_index_free(prl_index *ix) {
 int prl_index_stats(prl_index *ix, prl_index_stats_t *out) {
     out->groups = ix->ngroups;
     out->entries = ix->entries;
-    out->nbytes = sizeof *ix + (uint64_t)ix->gcap * sizeof(prl_group) + ix->nslots * 4 +
+    out->nbytes = sizeof *ix + (uint64_t)ix->nchunks * CHUNK * sizeof(prl_group) +
+                  (uint64_t)ix->chunkcap * sizeof(prl_group *) + ix->nslots * 4 +
                   ix->heap_bytes + ix->relcap * 8;
     return 0;
 }
 
 int prl_index_ids(prl_index *ix, uint64_t *out, uint64_t cap) {
     if (cap < ix->ngroups) return PRL_E_BAD_ARGUMENT;
-    for (uint32_t k = 0; k < ix->ngroups; k++) out[k] = ix->groups[k].id;
+    for (uint32_t k = 0; k < ix->ngroups; k++) out[k] = at(ix, k)->id;
     return 0;
 }
 
@@ -334,7 +355,6 @@ int prl_index_info(prl_index *ix, uint64_t id, prl_group_info *out) {
     out->hs_vote = g->hs_vote;
     out->hs_commit = g->hs_commit;
     out->hs_pos = g->hs_pos;
-    out->snap_index = g->snap_index;
     out->snap_pos = g->snap_pos;
     out->first_pos = g->n ? positions(g)[0] : 0;
     out->last_term = term_of(g, g->base_index + g->n);
@@ -481,7 +501,6 @@ int prl_index_snapshot(prl_index *ix, uint64_t id, uint64_t index, uint64_t term
     g->nruns = 0;
     shrink(ix, g);
     clear_hint(g);
-    g->snap_index = index;
     g->snap_pos = pos;
     g->base_index = index;
     g->base_term = term;

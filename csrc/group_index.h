@@ -5,7 +5,7 @@
  * position pos[k] (docs/FORMAT.md: (seq mod 2^32) << 32 | offset).  Terms are
  * kept once per run of equal terms (run start, term).  A group with one
  * entry and one run keeps both inline: with a hard state it costs the
- * struct (136 bytes) and its hash slots, and no allocation.
+ * struct (120 bytes) and its hash slots, and no allocation.
  *
  * The same functions serve live writes and recovery replay (they are
  * pyraftlog/group_index.py's GroupState rules, moved here): each appends
@@ -33,7 +33,7 @@ typedef struct prl_group {
     uint64_t base_index, base_term; /* first_index - 1: snapshot or compaction point */
     uint64_t base_pos;              /* record that set the base; NONE or GUESSED */
     uint64_t hs_term, hs_vote, hs_commit, hs_pos;
-    uint64_t snap_index, snap_pos;  /* latest snapshot record (0: none) */
+    uint64_t snap_pos;              /* latest snapshot record (NONE: none) */
     union { uint64_t one; uint64_t *many; } pos;      /* inline while cap == 0 */
     union { uint64_t one[2]; uint64_t *many; } runs;  /* (start, term) pairs */
     uint32_t n, cap;                /* entries; allocated positions (0: inline) */

@@ -216,7 +216,7 @@ typedef struct prl_index prl_index;
 typedef struct {
     uint64_t base_index, base_term, base_pos, last_index, last_term, n;
     uint64_t hs_term, hs_vote, hs_commit, hs_pos;
-    uint64_t snap_index, snap_pos;
+    uint64_t snap_pos;
     uint64_t first_pos;            /* position of entry base_index + 1, or 0 */
 } prl_group_info;
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -127,7 +127,7 @@ class GroupState:
         return min(needed, key=partial(position_order, ref=needed[0]))
 
 
-class _Groups(Mapping):  # type: ignore[type-arg]
+class _Groups(Mapping[int, GroupState]):
     """group id -> GroupState, as a read-only mapping over the C index."""
 
     def __init__(self, ix: "GroupIndex") -> None:
@@ -184,7 +184,7 @@ class GroupIndex:
         n = self.count()
         out = np.empty(n, np.uint64)
         check(lib.prl_index_ids(self.h, ffi.from_buffer("uint64_t[]", out), n), "index ids")
-        return out.tolist()  # type: ignore[no-any-return]
+        return out.tolist()
 
     def term(self, g: int, i: int) -> int:
         check(lib.prl_index_term(self.h, g, i, self._u64), "index term")
@@ -216,7 +216,7 @@ class GroupIndex:
 
     # -- changes (the same for writes and replay) ----------------------------
 
-    def append(self, g: int, start: int, terms: Sequence[int], positions: Any) -> None:
+    def append(self, g: int, start: int, terms: Any, positions: Any) -> None:
         """Entries start.. of group g (terms and positions: sequences of the
         same length, any uint64 buffer or list)."""
         t, p = _u64s(terms), _u64s(positions)

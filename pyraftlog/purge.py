@@ -30,7 +30,7 @@ import heapq
 import threading
 import time
 from array import array
-from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 
@@ -91,7 +91,7 @@ class PinQueue:
         self._known: Set[int] = set()
         self._held: List[Tuple[int, int]] = []  # pinners found by the current search
 
-    def start(self, groups: Dict[int, GroupState], head: int) -> None:
+    def start(self, groups: Mapping[int, GroupState], head: int) -> None:
         """Begins a search; `head`: the active segment (where an empty
         group's first record will go)."""
         heap = self._heap
@@ -102,7 +102,7 @@ class PinQueue:
             self._known.add(g)
             heapq.heappush(heap, (min(oldest_seq(groups[g], head), head), g))
 
-    def step(self, groups: Dict[int, GroupState], seq: int, head: int,
+    def step(self, groups: Mapping[int, GroupState], seq: int, head: int,
              limit: int) -> Tuple[List[int], bool]:
         """Up to `limit` groups refreshed: (groups whose oldest needed record
         is in segment `seq` or older, whether the search goes on)."""
