@@ -145,11 +145,18 @@ static void drop(prl_index *ix, prl_group *g) {
 static uint64_t *positions(prl_group *g) { return g->cap ? g->pos.many : &g->pos.one; }
 static uint64_t *runs(prl_group *g) { return g->runcap ? g->runs.many : g->runs.one; }
 
+/* Growth by a quarter (and at least 4): appends stay amortised O(1), and
+ * the spare room costs ~1 byte per live entry on average (doubling: ~4). */
+static uint64_t grown(uint64_t have, uint64_t need) {
+    uint64_t cap = have + have / 4 + 4;
+    return cap > need ? cap : need;
+}
+
 static int reserve_pos(prl_index *ix, prl_group *g, uint64_t need) {
     uint64_t have = g->cap ? g->cap : 1;
     if (need <= have) return 0;
     if (need > UINT32_MAX) return -E2BIG;
-    uint64_t cap = have * 2 > need ? have * 2 : need;
+    uint64_t cap = grown(have, need);
     if (cap > UINT32_MAX) cap = UINT32_MAX;
     uint64_t *p = malloc(cap * 8);
     if (!p) return -ENOMEM;
@@ -165,7 +172,7 @@ static int reserve_runs(prl_index *ix, prl_group *g, uint64_t need) {
     uint64_t have = g->runcap ? g->runcap : 1;
     if (need <= have) return 0;
     if (need > UINT32_MAX) return -E2BIG;
-    uint64_t cap = have * 2 > need ? have * 2 : need;
+    uint64_t cap = grown(have, need);
     if (cap > UINT32_MAX) cap = UINT32_MAX;
     uint64_t *r = malloc(cap * 16);
     if (!r) return -ENOMEM;
@@ -358,6 +365,15 @@ int prl_index_info(prl_index *ix, uint64_t id, prl_group_info *out) {
     out->snap_pos = g->snap_pos;
     out->first_pos = g->n ? positions(g)[0] : 0;
     out->last_term = term_of(g, g->base_index + g->n);
+    return 0;
+}
+
+int prl_index_bounds(prl_index *ix, uint64_t id, uint64_t *out) {
+    prl_group *g = lookup(ix, id);
+    if (!g) return PRL_E_NO_GROUP;
+    out[0] = g->base_index;
+    out[1] = g->base_term;
+    out[2] = g->base_index + g->n;
     return 0;
 }
 

@@ -232,7 +232,9 @@ int prl_index_stats(prl_index *ix, prl_index_stats_t *out /* OUT */);
 int prl_index_ids(prl_index *ix, uint64_t *out /* OUT */, uint64_t cap);
 /* 0, or PRL_E_NO_GROUP. */
 int prl_index_info(prl_index *ix, uint64_t group, prl_group_info *out /* OUT */);
-/* Term of entry i, base_index <= i <= last_index. */
+/* out[0..3) = base_index, base_term, last_index (PRL_E_NO_GROUP: none). */
+int prl_index_bounds(prl_index *ix, uint64_t group, uint64_t *out /* OUT: 3 values */);
+/* Term of entry i, base_index <= i <= last_index (else PRL_E_BAD_ARGUMENT). */
 int prl_index_term(prl_index *ix, uint64_t group, uint64_t i, uint64_t *term /* OUT */);
 /* Terms and/or positions (either may be NULL) of entries [lo, hi). */
 int prl_index_range(prl_index *ix, uint64_t group, uint64_t lo, uint64_t hi,

@@ -401,28 +401,34 @@ class Engine:
         self._check()
         return self._index.get(check_u64(group, "group"))
 
+    def _bounds_locked(self, group: int) -> Tuple[int, int, int]:
+        """(base_index, base_term, last_index) of a group ((0, 0, 0): none)."""
+        self._check()
+        return self._index.bounds(check_u64(group, "group")) or (0, 0, 0)
+
     def first_index(self, group: int) -> int:
         with self._lock:
-            st = self._state(group)
-            return st.base_index + 1 if st else 1
+            return self._bounds_locked(group)[0] + 1
 
     def last_index(self, group: int) -> int:
         with self._lock:
-            st = self._state(group)
-            return st.last_index if st else 0
+            return self._bounds_locked(group)[2]
 
     def term(self, group: int, index: int) -> int:
         """Term of entry `index`, for first_index-1 <= index <= last_index."""
         i = check_u64(index, "index")
         with self._lock:
-            st = self._state(group)
-            base, last = (st.base_index, st.last_index) if st else (0, 0)
+            self._check()
+            t = self._index.term(check_u64(group, "group"), i)
+            if t is not None:  # the common case: in range
+                return t
+            base, base_term, last = self._bounds_locked(group)
             if i < base:
                 raise CompactedError(f"group {group}: index {i} is compacted "
                                      f"(first index {base + 1})")
             if i > last:
                 raise UnavailableError(f"group {group}: index {i} is above the last index {last}")
-            return st.term(i) if st else 0
+            return base_term  # term(0) of a group never written
 
     def entries(self, group: int, lo: int, hi: int, max_size: Optional[int] = None) -> List[Entry]:
         """Entries [lo, hi); with max_size, the longest prefix whose data
@@ -432,16 +438,15 @@ class Engine:
         if max_size is not None:
             max_size = check_u64(max_size, "max_size")
         with self._lock:
-            st = self._range_locked(group, lo, hi)
-            if lo == hi or st is None:
+            self._range_locked(group, lo, hi)
+            if lo == hi:
                 return []
-            return self._read_entries_locked(st, lo, hi, max_size)
+            return self._read_entries_locked(group, lo, hi, max_size)
 
-    def _range_locked(self, group: int, lo: int, hi: int) -> Optional[GroupState]:
-        """The group, once [lo, hi) is a valid range of it (API.md's order of
-        checks: lo > hi, then compacted, then unavailable)."""
-        st = self._state(group)
-        base, last = (st.base_index, st.last_index) if st else (0, 0)
+    def _range_locked(self, group: int, lo: int, hi: int) -> None:
+        """Checks that [lo, hi) is a valid range of the group (API.md's order
+        of checks: lo > hi, then compacted, then unavailable)."""
+        base, _, last = self._bounds_locked(group)
         if lo > hi:
             raise ValueError(f"lo {lo} > hi {hi}")
         if lo <= base:
@@ -450,15 +455,14 @@ class Engine:
         if hi > last + 1:
             raise UnavailableError(f"group {group}: index {hi - 1} is above the last "
                                    f"index {last}")
-        return st
 
-    def _read_entries_locked(self, st: GroupState, lo: int, hi: int,
+    def _read_entries_locked(self, group: int, lo: int, hi: int,
                              max_size: Optional[int] = None) -> List[Entry]:
         """Entries [lo, hi) of a group, checked by the caller, copied out of
         the segment mappings by C."""
         if lo >= hi:
             return []
-        pos = self._index.positions(st.id, lo, hi)
+        pos = self._index.positions(group, lo, hi)
         n = len(pos)
         pbuf = _fb("uint64_t[]", pos)
         lens, auxs, size = self._read_meta_locked(pbuf, n)
@@ -472,7 +476,7 @@ class Engine:
             size = sum(lens[:n])
         buf = bytearray(size)
         check(lib.prl_log_read_data(self._h, n, pbuf, _fb("uint8_t[]", buf), size), "read")
-        terms = st.terms(lo, lo + n)
+        terms = self._index.term_array(group, lo, lo + n).tolist()
         data = bytes(buf)
         ends = list(accumulate(lens[:n]))
         datas = [data[a:b] for a, b in zip([0] + ends, ends)]
@@ -506,10 +510,8 @@ class Engine:
         lo = check_u64(lo, "lo")
         hi = check_u64(hi, "hi")
         with self._lock:
-            st = self._range_locked(group, lo, hi)
-            if lo == hi or st is None:
-                return np.zeros(0, np.uint64)
-            return st.term_array(lo, hi)
+            self._range_locked(group, lo, hi)
+            return self._index.term_array(group, lo, hi)
 
     def initial_state(self, group: int) -> Tuple[HardState, ConfState]:
         with self._lock:

@@ -96,7 +96,9 @@ class GroupState:
         """Term of entry i; the caller checked base_index <= i <= last_index."""
         if i == self.base_index:
             return self.base_term
-        return self._ix.term(self.id, i)
+        t = self._ix.term(self.id, i)
+        assert t is not None
+        return t
 
     def terms(self, lo: int, hi: int) -> List[int]:
         """Terms of entries [lo, hi), checked by the caller."""
@@ -104,11 +106,7 @@ class GroupState:
 
     def term_array(self, lo: int, hi: int) -> "np.ndarray":
         """Terms of entries [lo, hi) as a numpy uint64 array, checked by the caller."""
-        out = np.empty(hi - lo, np.uint64)
-        if hi > lo:
-            check(lib.prl_index_range(self._ix.h, self.id, lo, hi,
-                                      ffi.from_buffer("uint64_t[]", out), ffi.NULL), "index range")
-        return out
+        return self._ix.term_array(self.id, lo, hi)
 
     def pins(self) -> List[int]:
         """Positions of the records other than entries this group still needs."""
@@ -161,6 +159,8 @@ class GroupIndex:
         self._stats = ffi.new("prl_index_stats_t *")
         self._u64 = ffi.new("uint64_t *")
         self._one = ffi.new("uint64_t[2]")  # term and position of append_one
+        self._b3 = ffi.new("uint64_t[3]")
+        self._unpack = ffi.unpack
         self._snaps: Dict[int, Tuple[SnapshotMeta, Optional[SnapRef]]] = {}
         self._kv: Dict[int, Dict[bytes, Tuple[bytes, int]]] = {}
         self.groups = _Groups(self)
@@ -176,6 +176,25 @@ class GroupIndex:
         check(rc, "index info")
         return GroupState(self, g, self._info)
 
+    def bounds(self, g: int) -> Optional[Tuple[int, int, int]]:
+        """(base_index, base_term, last_index) of group g, or None: what the
+        hot paths need, without a GroupState."""
+        if lib.prl_index_bounds(self.h, g, self._b3):
+            return None
+        return self._unpack(self._b3, 3)  # type: ignore[no-any-return]
+
+    def snap_index(self, g: int) -> int:
+        snap = self._snaps.get(g)
+        return snap[0].index if snap is not None else 0
+
+    def term_array(self, g: int, lo: int, hi: int) -> "np.ndarray":
+        """Terms of entries [lo, hi) as a numpy uint64 array, checked by the caller."""
+        out = np.empty(hi - lo, np.uint64)
+        if hi > lo:
+            check(lib.prl_index_range(self.h, g, lo, hi, ffi.from_buffer("uint64_t[]", out),
+                                      ffi.NULL), "index range")
+        return out
+
     def count(self) -> int:
         lib.prl_index_stats(self.h, self._stats)
         return int(self._stats.groups)
@@ -186,9 +205,12 @@ class GroupIndex:
         check(lib.prl_index_ids(self.h, ffi.from_buffer("uint64_t[]", out), n), "index ids")
         return out.tolist()
 
-    def term(self, g: int, i: int) -> int:
-        check(lib.prl_index_term(self.h, g, i, self._u64), "index term")
-        return int(self._u64[0])
+    def term(self, g: int, i: int) -> Optional[int]:
+        """Term of entry i of group g (base_index <= i <= last_index), or
+        None outside that range."""
+        if lib.prl_index_term(self.h, g, i, self._u64):
+            return None
+        return self._u64[0]  # type: ignore[no-any-return]
 
     def positions(self, g: int, lo: int, hi: int) -> array[int]:
         """Positions of entries [lo, hi) of group g, checked by the caller."""

@@ -17,7 +17,7 @@ import numpy as np
 from . import batch as B
 from . import record as R
 from .errors import CompactedError, SnapshotOutOfDateError
-from .group_index import GroupIndex, GroupState, SnapRef
+from .group_index import GroupIndex, SnapRef
 from .types import Snapshot
 
 Op = Tuple[Any, ...]  # (kind, group, args..., record number)
@@ -26,25 +26,26 @@ U32_MAX = (1 << 32) - 1
 
 class Draft:
     """A group's shape during planning: base point, last index, and the terms
-    of entries this batch appended; the committed GroupState below it is
-    read, never changed."""
+    of entries this batch appended; the committed group in the index below
+    it is read, never changed."""
 
-    __slots__ = ("st", "base_index", "base_term", "last", "limit", "new_start", "new_terms",
-                 "snap_index")
+    __slots__ = ("index", "g", "base_index", "base_term", "last", "limit", "new_start",
+                 "new_terms", "snap_index")
 
-    def __init__(self, st: Optional[GroupState]) -> None:
-        self.st = st
+    def __init__(self, index: Optional[GroupIndex], g: int) -> None:
+        """The committed state of group g in `index` (None: a new group)."""
+        self.index, self.g = index, g
         self.new_start = 0
         self.new_terms: List[int] = []
-        if st is None:
+        b = index.bounds(g) if index is not None else None
+        if b is None:
             self.base_index = self.base_term = self.last = 0
             self.limit = 0
             self.snap_index = 0
         else:
-            self.base_index, self.base_term = st.base_index, st.base_term
-            self.last = st.last_index
+            self.base_index, self.base_term, self.last = b
             self.limit = self.last + 1  # committed entries below this are still there
-            self.snap_index = st.snap_meta.index
+            self.snap_index = index.snap_index(g)  # type: ignore[union-attr]
 
     @property
     def empty(self) -> bool:
@@ -56,8 +57,10 @@ class Draft:
             return self.base_term
         if self.new_terms and i >= self.new_start:
             return self.new_terms[i - self.new_start]
-        assert self.st is not None and i < self.limit
-        return self.st.term(i)
+        assert self.index is not None and i < self.limit
+        t = self.index.term(self.g, i)
+        assert t is not None
+        return t
 
     def truncate_to(self, j: int) -> None:
         """Keep entries <= j."""
@@ -162,7 +165,7 @@ def plan_batch(index: GroupIndex, wb: "B.WriteBatch", next_lsn: Callable[[], int
         kind, g = op[0], op[1]
         d = drafts.get(g)
         if d is None:
-            d = drafts[g] = Draft(index.get(g))
+            d = drafts[g] = Draft(index, g)
         if kind == B.APPEND:
             _plan_append(plan, d, g, op[2])
         elif kind == B.APPEND_MANY:
@@ -201,7 +204,7 @@ def plan_batch(index: GroupIndex, wb: "B.WriteBatch", next_lsn: Callable[[], int
         elif kind == B.REMOVE:
             rec = plan.add(R.REMOVE_GROUP, g)
             plan.ops.append((B.REMOVE, g, rec))
-            drafts[g] = Draft(None)
+            drafts[g] = Draft(None, g)
         else:  # pragma: no cover - WriteBatch only makes the kinds above
             raise AssertionError(kind)
     return plan
