@@ -182,39 +182,66 @@ static int copy_sources_locked(prl_log *log, uint32_t n, const uint64_t *copies,
     return 0;
 }
 
-/* Reserves `total` bytes at the head of the log (rotating first if they do
- * not fit), copies the batch in and publishes it.  Record i is a copy of
- * src[i] (pinned by the caller) where src[i] is set. */
-static int write_batch(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
-                       const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
-                       const uint32_t *lens, const uint8_t **src, const uint32_t *src_len,
-                       const uint8_t *payload, uint64_t total, uint32_t flags,
-                       uint64_t *lsn_out, uint64_t *positions) {
-    int rc = 0;
+int prl_log_reserve(prl_log *log, uint64_t total, uint32_t flags, prl_reservation *r) {
     pthread_mutex_lock(&log->write_mu);
     uint64_t room = flags & PRL_WRITE_ROOMY ? 2 * total : total;
-    if (log->active && log->active->used + room > log->active->size) {
-        rc = rotate(log, total);
-        if (rc) {
-            pthread_mutex_unlock(&log->write_mu);
-            return rc;
-        }
+    int rc = 0;
+    if (log->active && log->active->used + room > log->active->size) rc = rotate(log, total);
+    if (!rc) {
+        pthread_mutex_lock(&log->mu);
+        rc = log->poison ? -log->poison : (log->closed || !log->started) ? PRL_E_CLOSED : 0;
+        r->lag = log->next_lsn - log->durable_lsn;
+        pthread_mutex_unlock(&log->mu);
     }
-    pthread_mutex_lock(&log->mu);
-    rc = log->poison ? -log->poison : (log->closed || !log->started) ? PRL_E_CLOSED : 0;
-    uint64_t lag = log->next_lsn - log->durable_lsn;
-    pthread_mutex_unlock(&log->mu);
     if (rc) {
         pthread_mutex_unlock(&log->write_mu);
         return rc;
     }
-
     /* Only this thread changes active, used and next_lsn (write_mu), and the
-     * bytes from `used` on are read by nobody until published: the copy
+     * bytes from `used` on are read by nobody until published: filling them
      * needs no mu. */
-    prl_segment *seg = log->active;
-    uint64_t lsn = log->next_lsn, start = seg->used;
-    uint8_t *dst = seg->base + start;
+    r->seg = log->active;
+    r->lsn = log->next_lsn;
+    r->start = r->seg->used;
+    r->total = total;
+    r->dst = r->seg->base + r->start;
+    return 0;
+}
+
+void prl_log_publish(prl_log *log, prl_reservation *r, uint32_t nrecords) {
+    prl_segment *seg = r->seg;
+    uint8_t *dst = r->dst;
+    struct prl_batch_header h = {0, (uint32_t)r->total, r->lsn, seg->seq, nrecords,
+                                 r->lag > UINT32_MAX ? UINT32_MAX : (uint32_t)r->lag};
+    memcpy(dst, &h, sizeof h);
+    h.crc = prl_crc32c(prl_batch_seed(seg->seq), dst + 4, r->total - 4);
+    memcpy(dst, &h.crc, sizeof h.crc);
+    prl_mark_end(seg, r->start + r->total);
+
+    /* Publish: the flusher may now sync this batch, readers may see it. */
+    pthread_mutex_lock(&log->mu);
+    __atomic_store_n(&seg->used, r->start + r->total, __ATOMIC_RELEASE);
+    seg->live += r->total - PRL_BATCH_HEADER_SIZE;
+    seg->last_lsn = r->lsn;
+    prl_mark_dirty_locked(log, seg);
+    log->written_lsn = r->lsn;
+    log->next_lsn = r->lsn + 1;
+    log->writes++;
+    log->records_written += nrecords;
+    log->bytes_written += r->total;
+    log->write_ns[r->lsn % PRL_LAT_RING] = prl_now_ns();
+    pthread_cond_signal(&log->flush_cv);
+    pthread_mutex_unlock(&log->mu);
+    pthread_mutex_unlock(&log->write_mu);
+}
+
+/* Copies a batch given as arrays into a reservation.  Record i is a copy of
+ * src[i] (pinned by the caller) where src[i] is set. */
+static void fill_records(prl_reservation *r, uint32_t n, const uint8_t *types, const uint8_t *auxs,
+                         const uint64_t *groups, const uint64_t *indexes, const uint64_t *terms,
+                         const uint32_t *lens, const uint8_t **src, const uint32_t *src_len,
+                         const uint8_t *payload, uint64_t *positions) {
+    uint8_t *dst = r->dst;
     uint64_t p = PRL_BATCH_HEADER_SIZE;
     const uint8_t *data = payload;
     for (uint32_t i = 0; i < n; i++) {
@@ -224,40 +251,16 @@ static int write_batch(prl_log *log, uint32_t n, const uint8_t *types, const uin
             memcpy(dst + p, src[i], prl_record_size(len)); /* header, payload and padding */
             if (types[i]) dst[p] = types[i];               /* retyped (a staged entry) */
         } else {
-            struct prl_record_header r = {types[i], auxs[i], 0, lens[i], groups[i], indexes[i], terms[i]};
+            struct prl_record_header h = {types[i], auxs[i], 0, lens[i], groups[i], indexes[i], terms[i]};
             len = lens[i];
-            memcpy(dst + p, &r, sizeof r);
-            memcpy(dst + p + sizeof r, data, len);
-            memset(dst + p + sizeof r + len, 0, prl_pad8(len) - len);
+            memcpy(dst + p, &h, sizeof h);
+            memcpy(dst + p + sizeof h, data, len);
+            memset(dst + p + sizeof h + len, 0, prl_pad8(len) - len);
             data += len;
         }
-        positions[i] = seg->seq << 32 | (start + p); /* seq modulo 2^32 */
+        positions[i] = r->seg->seq << 32 | (r->start + p); /* seq modulo 2^32 */
         p += prl_record_size(len);
     }
-    struct prl_batch_header h = {0, (uint32_t)total, lsn, seg->seq, n,
-                                 lag > UINT32_MAX ? UINT32_MAX : (uint32_t)lag};
-    memcpy(dst, &h, sizeof h);
-    h.crc = prl_crc32c(prl_batch_seed(seg->seq), dst + 4, total - 4);
-    memcpy(dst, &h.crc, sizeof h.crc);
-    prl_mark_end(seg, start + total);
-
-    /* Publish: the flusher may now sync this batch, readers may see it. */
-    pthread_mutex_lock(&log->mu);
-    __atomic_store_n(&seg->used, start + total, __ATOMIC_RELEASE);
-    seg->live += total - PRL_BATCH_HEADER_SIZE;
-    seg->last_lsn = lsn;
-    prl_mark_dirty_locked(log, seg);
-    log->written_lsn = lsn;
-    log->next_lsn = lsn + 1;
-    log->writes++;
-    log->records_written += n;
-    log->bytes_written += total;
-    log->write_ns[lsn % PRL_LAT_RING] = prl_now_ns();
-    pthread_cond_signal(&log->flush_cv);
-    pthread_mutex_unlock(&log->mu);
-    pthread_mutex_unlock(&log->write_mu);
-    *lsn_out = lsn;
-    return 0;
 }
 
 int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t *auxs,
@@ -296,8 +299,14 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
                              ? PRL_MAX_SEGMENT_SIZE - PRL_SEGMENT_HEADER_SIZE
                              : log->opt.segment_size - PRL_SEGMENT_HEADER_SIZE)))
         rc = PRL_E_TOO_LARGE;
-    if (!rc) rc = write_batch(log, n, types, auxs, groups, indexes, terms, lens, src, src_len,
-                              payload, total, flags, lsn_out, positions);
+    prl_reservation r;
+    if (!rc) rc = prl_log_reserve(log, total, flags, &r);
+    if (!rc) {
+        fill_records(&r, n, types, auxs, groups, indexes, terms, lens, src, src_len, payload,
+                     positions);
+        prl_log_publish(log, &r, n);
+        *lsn_out = r.lsn;
+    }
     if (npinned) {
         pthread_mutex_lock(&log->mu);
         for (uint32_t k = 0; k < npinned; k++) prl_unpin_locked(log, pinned[k]);

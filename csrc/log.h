@@ -108,6 +108,19 @@ int prl_record_at_locked(prl_log *log, uint64_t pos, const uint8_t **rec, uint32
                          prl_segment **segp);
 /* The same check on a segment pinned by the caller, without mu. */
 int prl_record_in(prl_segment *s, uint64_t pos, const uint8_t **rec, uint32_t *len);
+/* log.c: a batch is written in two halves, so that every writer (arrays of
+ * fields, or records already encoded: batch.c) shares rotation, framing and
+ * publication.  prl_log_reserve takes write_mu (held until publish) and
+ * returns where the batch's `total` bytes go; the caller fills the records
+ * from dst + PRL_BATCH_HEADER_SIZE on; prl_log_publish writes the batch
+ * header and checksum and publishes it. */
+typedef struct {
+    prl_segment *seg;
+    uint8_t *dst;          /* the batch's first byte in the mapping */
+    uint64_t start, total, lsn, lag;
+} prl_reservation;
+int prl_log_reserve(prl_log *log, uint64_t total, uint32_t flags, prl_reservation *r /* OUT */);
+void prl_log_publish(prl_log *log, prl_reservation *r, uint32_t nrecords);
 /* ring.c */
 void *prl_preparer_main(void *log);
 /* A prepared segment for `seq` whose first batch carries `lsn`, or NULL when

@@ -17,7 +17,8 @@ enum prl_status {
     PRL_E_TIMEOUT = -1005,
     PRL_E_NOT_REGULAR = -1006, /* a name in the log directory is a symbolic link,
                                   directory, FIFO, socket or device, not a file */
-    PRL_E_NO_GROUP = -1007     /* the group index has no such group */
+    PRL_E_NO_GROUP = -1007,    /* the group index has no such group */
+    PRL_E_INVALID_BATCH = -1008 /* a batch breaks a rule: prl_batch_result says which */
 };
 
 /* Why a scan stopped or a header was refused.  The END_* reasons are a clean
@@ -262,6 +263,41 @@ void prl_index_release_clear(prl_index *ix);
 /* Gives the C heap's free memory back to the system (after a recovery,
  * whose transient allocations would otherwise stay in the process). */
 void prl_index_trim(void);
+
+/* ---- a WriteBatch's records (csrc/batch.c) */
+
+/* Which rule an invalid batch broke (prl_batch_result.code); the numbers
+ * a, b are what the error message names. */
+enum prl_batch_error {
+    PRL_BATCH_GAP = 1,               /* entries start at a, the last index is b */
+    PRL_BATCH_COMPACT_COMPACTED = 2, /* compact a: already compacted to b */
+    PRL_BATCH_COMPACT_ABOVE = 3,     /* compact a is above the last index b */
+    PRL_BATCH_TRUNCATE_COMPACTED = 4, /* truncate a: entries up to b are compacted */
+    PRL_BATCH_SNAPSHOT_OLD = 5       /* snapshot at a is not newer than b */
+};
+
+typedef struct {
+    int32_t code;                  /* prl_batch_error, 0: valid */
+    uint32_t record;               /* the record that broke it */
+    uint64_t group, a, b;
+    uint64_t total;                /* bytes the batch takes in the log */
+    uint32_t kept;                 /* records written (0: nothing to write) */
+    uint32_t pad;
+} prl_batch_result;
+
+/* Checks n records encoded back to back in buf (docs/FORMAT.md) against the
+ * index, in order, without changing it: PRL_E_INVALID_BATCH with res->code
+ * for the first invalid one.  keep[k] = whether record k is written
+ * (entries at or below the compaction point and truncations above the last
+ * index are not); the term of each COMPACT record is filled into buf. */
+int prl_batch_check(prl_index *ix, uint8_t *buf, uint64_t len, uint32_t n,
+                    uint8_t *keep /* OUT: n */, prl_batch_result *res /* OUT */);
+/* Checks, writes (one batch, one lsn) and applies to the index the records
+ * in buf; all or nothing up to the write.  positions (n, or NULL): where
+ * each record went (0: left out).  res->kept == 0: nothing was written. */
+int prl_batch_write(prl_log *log, prl_index *ix, uint8_t *buf, uint64_t len, uint32_t n,
+                    uint64_t *positions /* OUT */, prl_batch_result *res /* OUT */,
+                    uint64_t *lsn /* OUT */);
 
 /* ---- test hooks */
 

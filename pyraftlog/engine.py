@@ -9,6 +9,7 @@ durability never holds `_lock`."""
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 import weakref
@@ -23,6 +24,9 @@ import numpy as np
 from . import directory
 from . import record as R
 from ._native import check, ffi, lib
+from .batch import DELETE as BATCH_DELETE
+from .batch import PUT as BATCH_PUT
+from .batch import SNAPSHOT as BATCH_SNAPSHOT
 from .batch import WriteBatch
 from .directory import DEFAULT_FILE_MODE, check_file_mode
 from .errors import (
@@ -30,13 +34,14 @@ from .errors import (
     CompactedError,
     PoisonedError,
     RaftLogError,
+    SnapshotOutOfDateError,
     UnavailableError,
 )
 from .group_index import GroupIndex, GroupState
 from .group_view import GroupView
 from .lockfile import lock_directory
 from .logger import Summary, fields, log
-from .plan import Plan, apply_ops, plan_batch
+from .plan import Plan, apply_ops
 from .purge import Purger
 from .recovery import MODES, Recovery, list_free, retain_live
 from .snapshot_store import SnapshotStore
@@ -172,6 +177,8 @@ class Engine:
         self._lock = threading.Lock()
         self._pending_deletes: Deque[Tuple[int, int, int]] = deque()  # (lsn, group, file_id)
         self._stats_buf = ffi.new("prl_stats *")
+        self._batch_res = ffi.new("prl_batch_result *")
+        self._lsn_out = ffi.new("uint64_t *")
         self._health = ffi.new("uint64_t[2]")
         self._health_errno = ffi.new("int32_t *")
         self._recycle_errors = 0
@@ -236,13 +243,10 @@ class Engine:
             raise TypeError(f"write takes a WriteBatch, not {type(batch).__name__}")
         with self._lock:
             self._check()
-            plan = plan_batch(self._index, batch, self._next_lsn_locked, crc32c)
-            if not plan.types:
-                return Ticket(self._core, self._lsns_locked()[1])
-            if plan.size > self.segment_size - R.SEGMENT_HEADER_SIZE:
-                raise ValueError(f"batch of {plan.size} bytes does not fit a segment of "
-                                 f"{self.segment_size} bytes (raise segment_size)")
-            ticket = Ticket(self._core, self._write_plan_locked(plan))
+            lsn = self._write_batch_locked(batch) if batch._n else 0
+            ticket = Ticket(self._core, lsn or self._lsns_locked()[1])
+            if not lsn:
+                return ticket  # nothing to write: durable with what came before
             h = self._health  # shared buffers: read under the lock
             lib.prl_log_health(self._h, h, h + 1, self._health_errno)
             disk, errors = int(h[0]), int(h[1])
@@ -258,6 +262,108 @@ class Engine:
             self._kicked_at = disk
             self._purger.kick()
         return ticket
+
+    def _write_batch_locked(self, b: WriteBatch) -> int:
+        """Checks, writes and applies a WriteBatch (csrc/batch.c); returns its
+        lsn, or 0 if nothing had to be written.  Snapshot files are stored
+        first; an invalid batch raises before anything is touched."""
+        buf, n, res = b._buf, b._n, self._batch_res
+        cbuf = _fb("uint8_t[]", buf)
+        written: List[Tuple[int, int]] = []
+        file_ids: Dict[int, int] = {}
+        if b._snaps:
+            keep = bytearray(n)
+            rc = lib.prl_batch_check(self._index.h, cbuf, len(buf), n, _fb("uint8_t[]", keep), res)
+            if not rc and res.total > self.segment_size - R.SEGMENT_HEADER_SIZE:
+                rc = lib.PRL_E_TOO_LARGE
+            if rc:
+                self._raise_batch_error(rc)
+            base = self._next_lsn_locked() << 16  # docs/FORMAT.md: lsn << 16 | k
+            try:
+                for k, (rec, at, g, data) in enumerate(b._snaps):
+                    struct.pack_into("<Q", buf, at, base | k)
+                    self._snapshots.write(g, base | k, data)
+                    written.append((g, base | k))
+                    file_ids[rec] = base | k
+            except BaseException:
+                for g, fid in written:
+                    self._snapshots.delete(g, fid)
+                raise
+        positions = array("Q", bytes(8 * n)) if b._rare else None
+        rc = lib.prl_batch_write(self._h, self._index.h, cbuf, len(buf), n,
+                                 ffi.NULL if positions is None else _fb("uint64_t[]", positions),
+                                 res, self._lsn_out)
+        if rc:
+            for g, fid in written:
+                self._snapshots.delete(g, fid)
+            self._raise_batch_error(rc)
+        if not res.kept:
+            return 0
+        lsn = int(self._lsn_out[0])
+        if positions is not None:
+            self._apply_rare_locked(b, positions, file_ids, lsn)
+        elif self._pending_deletes:
+            self._reap_deletes_locked()
+        return lsn
+
+    def _apply_rare_locked(self, b: WriteBatch, positions: array[int],
+                           file_ids: Dict[int, int], lsn: int) -> None:
+        """The parts of a written batch that Python keeps: snapshot metadata,
+        the key-value space, what a removal forgets (C applied the rest)."""
+        ix = self._index
+        release = array("Q")
+        superseded: List[Tuple[int, Tuple[int, int, int]]] = []
+        for item in b._rare:
+            rec, kind, g = item[0], item[1], item[2]
+            if kind == BATCH_SNAPSHOT:
+                ref = item[4]
+                if ref is not None:
+                    ref = (ref[0], file_ids[rec], ref[2])
+                old = ix.set_snapshot(g, item[3], ref)
+            elif kind == BATCH_PUT:
+                ix.kv_put(g, item[3], item[4], positions[rec], release)
+                continue
+            elif kind == BATCH_DELETE:
+                ix.kv_delete(g, item[3], release)
+                continue
+            else:
+                old = ix.forget(g, release)
+            if old is not None:
+                superseded.append((g, old))
+        if release:
+            check(lib.prl_log_release(self._h, len(release), _fb("uint64_t[]", release)),
+                  "release")
+        self._supersede_locked(superseded, lsn)
+
+    def _supersede_locked(self, superseded: List[Tuple[int, Tuple[int, int, int]]],
+                          lsn: int) -> None:
+        """Snapshot files no longer referenced go once batch `lsn` is durable."""
+        for g, ref in superseded:
+            st = self._index.get(g)
+            if st is None or st.snap_ref != ref:  # a rewrite re-references its own file
+                self._pending_deletes.append((lsn, g, ref[1]))
+        if self._pending_deletes:
+            self._reap_deletes_locked()
+
+    def _raise_batch_error(self, rc: int) -> None:
+        res = self._batch_res
+        if rc == lib.PRL_E_INVALID_BATCH:
+            g, a, b = int(res.group), int(res.a), int(res.b)
+            code = res.code
+            if code == lib.PRL_BATCH_GAP:
+                raise ValueError(f"group {g}: entries start at {a}, leaving a gap after the "
+                                 f"last index {b}")
+            if code == lib.PRL_BATCH_COMPACT_COMPACTED:
+                raise CompactedError(f"group {g}: compact {a}: already compacted to {b}")
+            if code == lib.PRL_BATCH_COMPACT_ABOVE:
+                raise ValueError(f"group {g}: compact {a} is above the last index {b}")
+            if code == lib.PRL_BATCH_TRUNCATE_COMPACTED:
+                raise CompactedError(f"group {g}: truncate {a}: entries up to {b} are compacted")
+            raise SnapshotOutOfDateError(f"group {g}: snapshot at {a} is not newer than {b}")
+        if rc == lib.PRL_E_TOO_LARGE:
+            raise ValueError(f"batch of {int(res.total)} bytes does not fit a segment of "
+                             f"{self.segment_size} bytes (raise segment_size)")
+        self._raise_write_error(rc)
 
     def _report_recycle_errors_locked(self, count: int, errno_: int) -> None:
         """Recycling an emptied segment failed (a rename, unlink or directory
@@ -302,12 +408,7 @@ class Engine:
                   "release")
         self._index.flush_release(self._h)
         ticket_lsn = int(lsn[0])
-        for g, ref in superseded:
-            st = self._index.get(g)
-            if st is None or st.snap_ref != ref:  # a rewrite re-references its own file
-                self._pending_deletes.append((ticket_lsn, g, ref[1]))
-        if self._pending_deletes:
-            self._reap_deletes_locked()
+        self._supersede_locked(superseded, ticket_lsn)
         return ticket_lsn
 
     def _watch_locked(self) -> None:

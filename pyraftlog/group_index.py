@@ -261,6 +261,12 @@ class GroupIndex:
                        pos: int) -> Optional[SnapRef]:
         """Returns the snapshot file reference this one superseded."""
         check(lib.prl_index_snapshot(self.h, g, meta.index, meta.term, pos), "index snapshot")
+        return self.set_snapshot(g, meta, ref)
+
+    def set_snapshot(self, g: int, meta: SnapshotMeta,
+                     ref: Optional[SnapRef]) -> Optional[SnapRef]:
+        """The Python half of a snapshot (metadata, file reference); returns
+        the file reference it superseded."""
         old = self._snaps.get(g)
         self._snaps[g] = (meta, ref)
         return old[1] if old is not None else None
@@ -274,6 +280,10 @@ class GroupIndex:
 
     def put(self, g: int, key: bytes, value: bytes, pos: int, release: array[int]) -> None:
         self.create(g)
+        self.kv_put(g, key, value, pos, release)
+
+    def kv_put(self, g: int, key: bytes, value: bytes, pos: int, release: array[int]) -> None:
+        """The key-value half of a put (the group exists in C already)."""
         kv = self._kv.setdefault(g, {})
         old = kv.get(key)
         if old is not None:
@@ -281,6 +291,9 @@ class GroupIndex:
         kv[key] = (value, pos)
 
     def delete(self, g: int, key: bytes, release: array[int]) -> None:
+        self.kv_delete(g, key, release)
+
+    def kv_delete(self, g: int, key: bytes, release: array[int]) -> None:
         kv = self._kv.get(g)
         old = kv.pop(key, None) if kv else None
         if old is not None:
@@ -292,6 +305,11 @@ class GroupIndex:
         """Forgets group g; returns its snapshot file reference."""
         if lib.prl_index_remove(self.h, g) == lib.PRL_E_NO_GROUP:
             return None
+        return self.forget(g, release)
+
+    def forget(self, g: int, release: array[int]) -> Optional[SnapRef]:
+        """The Python half of a removal: the key-value space and the snapshot
+        metadata; returns the snapshot file reference."""
         for _, p in self._kv.pop(g, {}).values():
             release.append(p)
         snap = self._snaps.pop(g, None)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 
-from . import batch as B
+from . import plan as P
 from . import record as R
 from ._native import lib
 from .errors import ClosedError, PoisonedError
@@ -133,35 +133,35 @@ def rewrite_plan(g: int, st: GroupState, entry_lens: "np.ndarray",
     `last` are not copied but adopted from the STAGE records at positions >=
     stage_pos, written before."""
     plan = Plan()
-    plan.ops.append((B.REMOVE, g, plan.add(R.REMOVE_GROUP, g)))
+    plan.ops.append((P.REMOVE, g, plan.add(R.REMOVE_GROUP, g)))
     meta = st.snap_meta
     if st.snap_pos is not None:
         size, file_id, crc = st.snap_ref or (0, 0, 0)
         rec = plan.add(R.SNAPSHOT, g, meta.index, meta.term,
                        R.encode_snapshot(meta.conf_state, size, file_id, crc))
-        plan.ops.append((B.SNAPSHOT, g, meta, st.snap_ref, rec))
+        plan.ops.append((P.SNAPSHOT, g, meta, st.snap_ref, rec))
     if st.base_index and (st.snap_pos is None or st.base_index != meta.index):
         rec = plan.add(R.COMPACT, g, st.base_index, st.base_term)
-        plan.ops.append((B.COMPACT, g, st.base_index, st.base_term, rec))
+        plan.ops.append((P.COMPACT, g, st.base_index, st.base_term, rec))
     first = st.base_index + 1
     if adopt is not None:
         last, stage_pos = adopt
         rec = plan.add(R.ADOPT, g, first, 0, R.encode_adopt(last, stage_pos))
-        plan.ops.append((B.ADOPT, g, first, last, stage_pos, rec))
+        plan.ops.append((P.ADOPT, g, first, last, stage_pos, rec))
         first = last + 1
     if first <= st.last_index:
         k = first - st.base_index - 1
         # retyped: an entry adopted by an earlier rewrite lives in a STAGE record
         lo = plan.add_copies(st.positions[k:], entry_lens[k:], retype=R.ENTRY)
-        plan.ops.append((B.APPEND_COPIES, g, first, st.term_array(first, st.last_index + 1),
+        plan.ops.append((P.APPEND_COPIES, g, first, st.term_array(first, st.last_index + 1),
                          lo, len(plan.types)))
     if st.hs_pos is not None:
         hs = st.hard_state
         rec = plan.add(R.HARD_STATE, g, hs.commit, hs.term, R.encode_hard_state(hs))
-        plan.ops.append((B.HARD_STATE, g, hs, rec))
+        plan.ops.append((P.HARD_STATE, g, hs, rec))
     for key, (value, _) in sorted((st.kv or {}).items()):
         rec = plan.add(R.KV_PUT, g, payload=R.encode_kv(key, value))
-        plan.ops.append((B.PUT, g, key, value, rec))
+        plan.ops.append((P.PUT, g, key, value, rec))
     return plan
 
 
@@ -374,7 +374,7 @@ class Purger:
                     plan = Plan()
                     k = plan.add_copies(array("Q", positions[lo:hi].tobytes()), lens[lo:hi],
                                         retype=R.STAGE)
-                    plan.ops.append((B.STAGE, g, first + lo, terms[lo:hi], k, len(plan.types)))
+                    plan.ops.append((P.STAGE, g, first + lo, terms[lo:hi], k, len(plan.types)))
                     lsn = eng._write_plan_locked(plan, ROOMY)
                     done += plan.size
                 # paced: a staged batch is durable before the next, and the

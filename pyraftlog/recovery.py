@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import batch as B
+from . import plan as P
 from . import record as R
 from ._native import REASONS, check, ffi, is_clean_end, lib
 from .directory import check_regular
@@ -190,7 +190,7 @@ class Scanner:
             if k < n and k in ops and (not bad_batches or int(batch_of[k]) not in bad_batches):
                 op = ops[k]
                 apply_ops(index, [op], positions, release, superseded)
-                if op[0] == B.STAGE:
+                if op[0] == P.STAGE:
                     prev = op[5]  # past the run
         return len(bad_batches)
 
@@ -211,7 +211,7 @@ class Scanner:
         out = []
         for a, e in zip(heads, heads[1:] + [len(ks)]):
             k = int(ks[a])
-            ops[k] = (B.STAGE, int(g[a]), int(ix[a]), terms[a:e].copy(), k, k + e - a)
+            ops[k] = (P.STAGE, int(g[a]), int(ix[a]), terms[a:e].copy(), k, k + e - a)
             out.append(k)
         return out
 
@@ -239,25 +239,25 @@ class Scanner:
 
 def _decode(t: int, g: int, index: int, term: int, payload: memoryview, k: int) -> Op:
     if t == R.HARD_STATE:
-        return (B.HARD_STATE, g, R.decode_hard_state(term, index, bytes(payload)), k)
+        return (P.HARD_STATE, g, R.decode_hard_state(term, index, bytes(payload)), k)
     if t == R.SNAPSHOT:
         cs, size, file_id, crc = R.decode_snapshot(bytes(payload))
         ref = (size, file_id, crc) if size else None
-        return (B.SNAPSHOT, g, SnapshotMeta(index, term, cs), ref, k)
+        return (P.SNAPSHOT, g, SnapshotMeta(index, term, cs), ref, k)
     if t == R.COMPACT:
-        return (B.COMPACT, g, index, term, k)
+        return (P.COMPACT, g, index, term, k)
     if t == R.TRUNCATE:
-        return (B.TRUNCATE, g, index, k)
+        return (P.TRUNCATE, g, index, k)
     if t == R.KV_PUT:
         key, value = R.decode_kv(payload)
-        return (B.PUT, g, key, value, k)
+        return (P.PUT, g, key, value, k)
     if t == R.KV_DELETE:
-        return (B.DELETE, g, bytes(payload), k)
+        return (P.DELETE, g, bytes(payload), k)
     if t == R.REMOVE_GROUP:
-        return (B.REMOVE, g, k)
+        return (P.REMOVE, g, k)
     if t == R.ADOPT:
         last, stage_pos = R.decode_adopt(payload)
-        return (B.ADOPT, g, index, last, stage_pos, k)
+        return (P.ADOPT, g, index, last, stage_pos, k)
     raise ValueError(f"unknown record type {t}")
 
 
