@@ -12,10 +12,13 @@ from __future__ import annotations
 import struct
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from . import record as R
 from ._native import ffi, lib
 from .types import (
     U64_MAX,
+    Entry,
     HardState,
     Snapshot,
     check_bytes,
@@ -28,6 +31,10 @@ from .types import (
 
 U32_MAX = (1 << 32) - 1
 _HEADER = struct.Struct("<BBHIQQQ")  # record header: type, aux, reserved, len, group, index, term
+_PACK = _HEADER.pack
+_HEADER_DTYPE = np.dtype([("type", "u1"), ("aux", "u1"), ("reserved", "<u2"), ("len", "<u4"),
+                          ("group", "<u8"), ("index", "<u8"), ("term", "<u8")])
+assert _HEADER_DTYPE.itemsize == _HEADER.size
 _PAD = tuple(bytes((8 - k) & 7) for k in range(8))  # zeros after a payload of length = k mod 8
 # kinds of `_rare` operations
 SNAPSHOT, PUT, DELETE, REMOVE = range(4)
@@ -68,6 +75,18 @@ class WriteBatch:
 
     def append(self, group: int, entries: Iterable[Any]) -> "WriteBatch":
         """Append entries (consecutive indexes) to `group`'s log."""
+        if type(entries) is list and len(entries) == 1 and type(entries[0]) is Entry:
+            # the Ready-loop case, one well-formed entry: checked and encoded inline
+            index, term, data, etype = entries[0]
+            if (type(group) is int and type(index) is int and type(term) is int and
+                    type(data) is bytes and type(etype) is int and
+                    0 <= group <= U64_MAX and 0 <= index <= U64_MAX and 0 <= term <= U64_MAX and
+                    0 <= etype <= 255 and len(data) <= U32_MAX):
+                ln = len(data)
+                self._buf += _PACK(R.ENTRY, etype, 0, ln, group, index, term) + data + _PAD[ln & 7]
+                self._n += 1
+                self._nops += 1
+                return self
         g = group if type(group) is int and 0 <= group <= U64_MAX else check_u64(group, "group")
         buf, pack, pad = self._buf, _HEADER.pack, _PAD
         mark, n = len(buf), 0
@@ -104,24 +123,48 @@ class WriteBatch:
         first = check_u64(first_index, "first_index")
         if isinstance(payloads, (bytes, bytearray, memoryview, str)):
             raise TypeError("payloads must be a sequence of bytes-like objects")
-        ts = [check_u64(t, "entry term") for t in terms]
-        ds = [check_bytes(p, "entry data") for p in payloads]
-        ys = [0] * len(ts) if types is None else [check_entry_type(t) for t in types]
-        if not len(ts) == len(ds) == len(ys):
+        ts = _u64_array(terms, "entry term")
+        ds = (payloads if type(payloads) is list and all(type(p) is bytes for p in payloads)
+              else [check_bytes(p, "entry data") for p in payloads])
+        ys = (np.zeros(len(ts), np.uint8) if types is None else
+              np.array([check_entry_type(t) for t in types], np.uint8))
+        n = len(ts)
+        if not n == len(ds) == len(ys):
             raise ValueError("terms, payloads and types must have the same length")
-        if first + len(ts) - 1 > U64_MAX:
+        if not n:
+            return self
+        if first + n - 1 > U64_MAX:
             raise ValueError("entry indexes would pass 2**64-1")
-        if any(len(d) > U32_MAX for d in ds):
+        lens = np.fromiter(map(len, ds), np.int64, n)
+        if int(lens.max()) > U32_MAX:
             raise ValueError("an entry must be smaller than 4 GiB")
-        buf, pack, pad = self._buf, _HEADER.pack, _PAD
-        for k, (t, d, y) in enumerate(zip(ts, ds, ys)):
-            ln = len(d)
-            buf += pack(R.ENTRY, y, 0, ln, g, first + k, t)
-            buf += d
-            buf += pad[ln & 7]
-        if ts:
-            self._n += len(ts)
-            self._nops += 1
+        head = np.zeros(n, _HEADER_DTYPE)
+        head["type"] = R.ENTRY
+        head["aux"] = ys
+        head["len"] = lens
+        head["group"] = g
+        head["index"] = np.arange(first, first + n, dtype=np.uint64) if first + n <= 1 << 63 \
+            else [first + k for k in range(n)]
+        head["term"] = ts
+        ln = int(lens[0])
+        if (lens == ln).all():
+            # one size for all: records are rows of a matrix, filled by numpy
+            size = R.record_size(ln)
+            rows = np.zeros((n, size), np.uint8)
+            rows[:, :R.RECORD_HEADER_SIZE] = head.view(np.uint8).reshape(n, R.RECORD_HEADER_SIZE)
+            if ln:
+                rows[:, R.RECORD_HEADER_SIZE:R.RECORD_HEADER_SIZE + ln] = \
+                    np.frombuffer(b"".join(ds), np.uint8).reshape(n, ln)
+            self._buf += rows.tobytes()
+        else:
+            hb = head.tobytes()
+            buf, pad = self._buf, _PAD
+            for k, d in enumerate(ds):
+                buf += hb[32 * k:32 * k + 32]
+                buf += d
+                buf += pad[len(d) & 7]
+        self._n += n
+        self._nops += 1
         return self
 
     def set_hard_state(self, group: int, hs: HardState) -> "WriteBatch":
@@ -175,6 +218,16 @@ class WriteBatch:
         rec = self._record(R.REMOVE_GROUP, g)
         self._rare.append((rec, REMOVE, g))
         return self
+
+
+def _u64_array(values: Any, what: str) -> "np.ndarray":
+    """`values` as a numpy uint64 array; TypeError/ValueError naming `what`
+    for anything that is not an unsigned 64-bit integer."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "ui":
+        if values.dtype.kind == "i" and len(values) and int(values.min()) < 0:
+            raise ValueError(f"{what} must be in [0, 2**64-1], got {int(values.min())}")
+        return values.astype(np.uint64, copy=False)
+    return np.array([check_u64(v, what) for v in values], np.uint64)
 
 
 def _crc32c(data: bytes) -> int:
