@@ -127,13 +127,13 @@ int prl_wait_locked(prl_log *log, uint64_t lsn, int64_t timeout_ns) {
     int rc = 0;
     log->nwaiters++;
     while (log->durable_lsn < lsn) {
-        if (log->poison) { rc = -log->poison; break; }
+        if (log->poison) { rc = PRL_E_POISONED; break; }
         if (log->closed) { rc = PRL_E_CLOSED; break; }
         if (timeout_ns < 0) {
             pthread_cond_wait(&log->durable_cv, &log->mu);
         } else if (pthread_cond_timedwait(&log->durable_cv, &log->mu, &deadline) == ETIMEDOUT &&
                    log->durable_lsn < lsn) {
-            rc = log->poison ? -log->poison : PRL_E_TIMEOUT;
+            rc = log->poison ? PRL_E_POISONED : PRL_E_TIMEOUT;
             break;
         }
     }
@@ -155,7 +155,7 @@ int prl_log_wait_change(prl_log *log, uint64_t known, uint64_t known_kicks, int6
     pthread_mutex_lock(&log->mu);
     log->nwaiters++;
     while (log->durable_lsn <= known && log->kicks == known_kicks) {
-        if (log->poison) { rc = -log->poison; break; }
+        if (log->poison) { rc = PRL_E_POISONED; break; }
         if (log->closed) { rc = PRL_E_CLOSED; break; }
         if (timeout_ns < 0) {
             pthread_cond_wait(&log->durable_cv, &log->mu);

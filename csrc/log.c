@@ -189,7 +189,7 @@ int prl_log_reserve(prl_log *log, uint64_t total, uint32_t flags, prl_reservatio
     if (log->active && log->active->used + room > log->active->size) rc = rotate(log, total);
     if (!rc) {
         pthread_mutex_lock(&log->mu);
-        rc = log->poison ? -log->poison : (log->closed || !log->started) ? PRL_E_CLOSED : 0;
+        rc = log->poison ? PRL_E_POISONED : (log->closed || !log->started) ? PRL_E_CLOSED : 0;
         r->lag = log->next_lsn - log->durable_lsn;
         pthread_mutex_unlock(&log->mu);
     }
@@ -348,7 +348,7 @@ int prl_log_close(prl_log *log) {
     log->seg_count = log->seg_cap = log->seg_head = 0;
     log->active = NULL;
     log->dirty = NULL;
-    int rc = log->poison ? -log->poison : 0;
+    int rc = log->poison ? PRL_E_POISONED : 0;
     pthread_mutex_unlock(&log->mu);
     pthread_mutex_unlock(&log->write_mu);
     return rc;

@@ -130,7 +130,7 @@ int prl_ring_activate(prl_log *log, prl_segment *seg, uint64_t seq, uint64_t lsn
 void prl_ring_close_locked(prl_log *log);
 void *prl_flusher_main(void *log);
 void prl_mark_end(prl_segment *seg, uint64_t end);
-/* Blocks until durable_lsn >= lsn; call with mu held.  0, -poison, or
+/* Blocks until durable_lsn >= lsn; call with mu held.  0, PRL_E_POISONED, or
  * PRL_E_CLOSED / PRL_E_TIMEOUT. */
 int prl_wait_locked(prl_log *log, uint64_t lsn, int64_t timeout_ns);
 

@@ -18,7 +18,9 @@ enum prl_status {
     PRL_E_NOT_REGULAR = -1006, /* a name in the log directory is a symbolic link,
                                   directory, FIFO, socket or device, not a file */
     PRL_E_NO_GROUP = -1007,    /* the group index has no such group */
-    PRL_E_INVALID_BATCH = -1008 /* a batch breaks a rule: prl_batch_result says which */
+    PRL_E_INVALID_BATCH = -1008, /* a batch breaks a rule: prl_batch_result says which */
+    PRL_E_POISONED = -1009      /* a sync or write failed before: nothing becomes durable
+                                   any more (prl_log_poison_errno says why) */
 };
 
 /* Why a scan stopped or a header was refused.  The END_* reasons are a clean
@@ -188,12 +190,12 @@ int prl_log_oldest_live(prl_log *log, uint64_t *seq /* OUT */, uint64_t *live /*
 int prl_log_retain(prl_log *log, uint32_t n, const uint64_t *positions);
 
 /* Blocks (no polling) until batch `lsn` is durable: 0, PRL_E_TIMEOUT after
- * timeout_ns (< 0: no timeout), -errno if the log is poisoned before, or
+ * timeout_ns (< 0: no timeout), PRL_E_POISONED if the log is poisoned before, or
  * PRL_E_CLOSED if it was closed first. */
 int prl_log_wait(prl_log *log, uint64_t lsn, int64_t timeout_ns);
 /* Blocks until durable_lsn > known, or the kick count differs from
  * known_kicks (prl_log_kick was called since the caller last looked), or
- * the log is poisoned (-errno) or closed (PRL_E_CLOSED), or the timeout
+ * the log is poisoned (PRL_E_POISONED) or closed (PRL_E_CLOSED), or the timeout
  * passes.  *durable and *kicks are the values on return.  Passing the kick
  * count the previous call returned closes the lost-wake-up window between
  * two calls.  The notifier thread of pyraftlog/ticket.py lives here. */
@@ -201,6 +203,8 @@ int prl_log_wait_change(prl_log *log, uint64_t known, uint64_t known_kicks, int6
                         uint64_t *durable /* OUT */, uint64_t *kicks /* OUT */);
 void prl_log_kick(prl_log *log);
 int prl_log_stats(prl_log *log, prl_stats *out /* OUT */);
+/* errno of the failure that poisoned the log (0: not poisoned). */
+int32_t prl_log_poison_errno(prl_log *log);
 /* Makes everything written durable, stops the flusher, unmaps the segments.
  * Waiters are woken.  The struct stays valid until prl_log_free. */
 int prl_log_close(prl_log *log);

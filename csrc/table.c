@@ -297,6 +297,13 @@ uint64_t prl_log_disk_bytes(prl_log *log) {
     return sum;
 }
 
+int32_t prl_log_poison_errno(prl_log *log) {
+    pthread_mutex_lock(&log->mu);
+    int32_t e = log->poison;
+    pthread_mutex_unlock(&log->mu);
+    return e;
+}
+
 int prl_log_health(prl_log *log, uint64_t *disk_bytes, uint64_t *recycle_errors,
                    int32_t *recycle_errno) {
     pthread_mutex_lock(&log->mu);

@@ -3,6 +3,7 @@ into the exceptions of API.md.  Nothing else in the package calls `lib`
 without going through `check`."""
 from __future__ import annotations
 
+import errno
 import os
 from typing import NoReturn
 
@@ -34,7 +35,11 @@ def is_clean_end(reason: int) -> bool:
     return reason in (lib.PRL_R_END_ZERO, lib.PRL_R_END_STALE, lib.PRL_R_END_SPACE)
 
 
-def raise_status(rc: int, what: str) -> NoReturn:
+def raise_status(rc: int, what: str, poison_errno: int = errno.EIO) -> NoReturn:
+    """The exception of C status `rc` (what: the operation, for the
+    message; poison_errno: why the log is poisoned, for PRL_E_POISONED)."""
+    if rc == lib.PRL_E_POISONED:
+        raise PoisonedError(poison_errno)
     if rc == lib.PRL_E_CLOSED:
         raise ClosedError(f"{what}: the log is closed")
     if rc == lib.PRL_E_TOO_LARGE:
@@ -56,6 +61,3 @@ def check(rc: int, what: str) -> None:
     if rc:
         raise_status(rc, what)
 
-
-def poisoned(rc: int) -> PoisonedError:
-    return PoisonedError(-rc)

@@ -32,7 +32,6 @@ from .directory import DEFAULT_FILE_MODE, check_file_mode
 from .errors import (
     ClosedError,
     CompactedError,
-    PoisonedError,
     RaftLogError,
     SnapshotOutOfDateError,
     UnavailableError,
@@ -437,11 +436,7 @@ class Engine:
         """A failed write: PoisonedError if the log is poisoned (sticky),
         otherwise the OSError of what failed (e.g. ENOSPC creating the next
         segment: nothing was written, a later write may succeed)."""
-        if -1000 < rc < 0:
-            lib.prl_log_stats(self._h, self._stats_buf)
-            if self._stats_buf.poison_errno:
-                self._core.note_poison(int(self._stats_buf.poison_errno))
-                raise PoisonedError(int(self._stats_buf.poison_errno))
+        if -1000 < rc < 0:  # -errno (PRL_E_* codes are below -1000)
             raise OSError(-rc, f"write: opening the next segment failed: {os.strerror(-rc)}")
         self._core.raise_for(rc, "write")
 

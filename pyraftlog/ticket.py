@@ -14,6 +14,7 @@ the caller's thread and `await` returns (or raises) at once."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import heapq
 import itertools
 import os
@@ -113,10 +114,15 @@ class Core:
             raise RaftLogError("an Engine cannot be used in a forked child; open it there anew")
 
     def raise_for(self, rc: int, what: str) -> None:
-        if -1000 < rc < 0:  # -errno: the log is poisoned (PRL_E_* codes are below -1000)
-            self.note_poison(-rc)
-            raise PoisonedError(-rc)
-        raise_status(rc, what)
+        err = 0
+        if rc == lib.PRL_E_POISONED:
+            err = self.poison_errno()
+            self.note_poison(err)
+        raise_status(rc, what, err)
+
+    def poison_errno(self) -> int:
+        """errno of the failure that poisoned the log."""
+        return int(lib.prl_log_poison_errno(self.handle)) or errno.EIO
 
     def note_poison(self, err: int) -> None:
         """Logs the poisoning once, at ERROR, by whichever thread sees it
@@ -190,8 +196,9 @@ class Notifier:
             if not self._failed:
                 rc = lib.prl_log_wait_change(self._h, known, known_kicks, -1, durable, kicks)
                 known, known_kicks = int(durable[0]), int(kicks[0])
-            if not self._failed and -1000 < rc < 0:
-                self._on_poison(-rc)  # (outside _mu: a handler may be slow)
+            if not self._failed and rc == lib.PRL_E_POISONED:
+                self._on_poison(int(lib.prl_log_poison_errno(self._h)))  # (outside _mu: a
+                # handler may be slow)
             with self._mu:
                 self._durable = known
                 if not self._failed and rc and rc != lib.PRL_E_TIMEOUT:
