@@ -573,3 +573,28 @@ void prl_index_release_clear(prl_index *ix) {
         ix->relcap = 0;
     }
 }
+
+/* The full seq of a position, given the head segment (positions carry the
+ * seq modulo 2^32; nothing the index holds is 2^32 segments behind). */
+static uint64_t position_seq(uint64_t pos, uint64_t head) {
+    return head - ((head - (pos >> 32)) & 0xffffffffu);
+}
+
+static int pins_at_or_before(uint64_t pos, uint64_t seq, uint64_t head) {
+    return pos != PRL_POS_NONE && pos != PRL_POS_GUESSED && position_seq(pos, head) <= seq;
+}
+
+int prl_index_pinners(prl_index *ix, uint64_t seq, uint64_t head, uint32_t start, uint32_t count,
+                      uint64_t *out, uint32_t *n, uint32_t *next) {
+    uint32_t found = 0, k = start;
+    for (; k < ix->ngroups && k - start < count; k++) {
+        prl_group *g = at(ix, k);
+        if ((g->n && pins_at_or_before(positions(g)[0], seq, head)) ||
+            pins_at_or_before(g->hs_pos, seq, head) || pins_at_or_before(g->snap_pos, seq, head) ||
+            pins_at_or_before(g->base_pos, seq, head))
+            out[found++] = g->id;
+    }
+    *n = found;
+    *next = k < ix->ngroups ? k : 0;
+    return 0;
+}

@@ -260,6 +260,15 @@ int prl_index_hard_state(prl_index *ix, uint64_t group, uint64_t term, uint64_t 
 int prl_index_create(prl_index *ix, uint64_t group);
 /* Forgets the group, releasing every record it held (PRL_E_NO_GROUP: none). */
 int prl_index_remove(prl_index *ix, uint64_t group);
+/* Groups of the index's slots [start, start + count) that need a record in
+ * segment `seq` or older (head: the active segment): their entries, hard
+ * state, snapshot or compaction record; not the key-value space, which
+ * Python keeps.  out holds count ids; *next = where to go on (0: done).  The
+ * slots change between calls (a removal moves the last group into a hole):
+ * a sliced walk may miss a group that moved, which a later walk finds. */
+int prl_index_pinners(prl_index *ix, uint64_t seq, uint64_t head, uint32_t start,
+                      uint32_t count, uint64_t *out /* OUT */, uint32_t *n /* OUT */,
+                      uint32_t *next /* OUT */);
 /* Adds positions to the release list (records the caller stopped needing). */
 int prl_index_release(prl_index *ix, uint64_t n, const uint64_t *pos);
 int prl_index_release_list(prl_index *ix, const uint64_t **list /* OUT */, uint64_t *n /* OUT */);
