@@ -538,9 +538,18 @@ class Engine:
             return v[0] if v is not None else None
 
     def groups(self) -> List[int]:
+        """Sorted list of the ids of the groups that have any state."""
+        return self.group_ids().tolist()  # type: ignore[no-any-return]
+
+    def group_ids(self) -> "np.ndarray":
+        """The ids of the groups that have any state, ascending, as a numpy
+        uint64 array (a copy): for a million groups, no Python int per group
+        until the caller wants one."""
         with self._lock:
             self._check()
-            return sorted(self._index.groups)
+            ids = self._index.id_array()
+        ids.sort()
+        return ids
 
     def group(self, group: int) -> "GroupView":
         self._check()

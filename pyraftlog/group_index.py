@@ -200,10 +200,14 @@ class GroupIndex:
         return int(self._stats.groups)
 
     def ids(self) -> List[int]:
+        return self.id_array().tolist()  # type: ignore[no-any-return]
+
+    def id_array(self) -> "np.ndarray":
+        """Every group id, in no order, as a numpy uint64 array."""
         n = self.count()
         out = np.empty(n, np.uint64)
         check(lib.prl_index_ids(self.h, ffi.from_buffer("uint64_t[]", out), n), "index ids")
-        return out.tolist()
+        return out
 
     def term(self, g: int, i: int) -> Optional[int]:
         """Term of entry i of group g (base_index <= i <= last_index), or

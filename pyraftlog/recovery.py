@@ -159,7 +159,7 @@ class Scanner:
             # a hard state's payload is its vote (8 bytes); another length is
             # left to _decode, which says what is wrong with it
             hs &= self.r_len[:n] == _HS_PAYLOAD
-            words = np.frombuffer(mem, np.uint64)
+            words = np.frombuffer(mem, "<u8", count=len(mem) // 8)  # a cut file: any size
             votes[hs] = words[(self.r_off[:n][hs].astype(np.int64) + R.RECORD_HEADER_SIZE) >> 3]
         simple = (types == R.ENTRY) | hs
         if simple.all():
