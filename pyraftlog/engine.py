@@ -47,8 +47,6 @@ DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_PURGE_THRESHOLD = 8 << 30
 DEFAULT_PURGE_BATCH_BYTES = 16 << 10  # (at most a quarter of a segment)
 _PAGE = os.sysconf("SC_PAGESIZE")
-_EMPTY_HS = HardState()
-_EMPTY_CS = ConfState()
 
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
@@ -515,8 +513,8 @@ class Engine:
 
     def initial_state(self, group: int) -> Tuple[HardState, ConfState]:
         with self._lock:
-            st = self._state(group)
-            return (st.hard_state, st.snap_meta.conf_state) if st else (_EMPTY_HS, _EMPTY_CS)
+            self._check()
+            return self._index.initial_state(check_u64(group, "group"))
 
     def snapshot(self, group: int) -> Snapshot:
         """The latest snapshot, its data read back (and verified) from its file."""
