@@ -276,6 +276,24 @@ void prl_index_release_clear(prl_index *ix);
 /* Gives the C heap's free memory back to the system (after a recovery,
  * whose transient allocations would otherwise stay in the process). */
 void prl_index_trim(void);
+/* How many positions prl_index_live_positions writes. */
+int prl_index_live_count(prl_index *ix, uint64_t *n /* OUT */);
+/* Every record position the groups still need (entries, hard state,
+ * snapshot, base; each once; never 0 or a guessed base), in no order; the
+ * key-value records are Python's (GroupIndex._kv).  PRL_E_BAD_ARGUMENT if
+ * more than cap. */
+int prl_index_live_positions(prl_index *ix, uint64_t *out /* OUT */, uint64_t cap,
+                             uint64_t *n /* OUT */);
+/* Replay of n ENTRY and HARD_STATE records (types: PRL_REC_ENTRY or
+ * PRL_REC_HARD_STATE; else PRL_E_BAD_ARGUMENT, applied up to there), in log
+ * order: exactly prl_index_append of each entry record and
+ * prl_index_hard_state(group, term, votes[k], commit = indexes[k], pos) of
+ * each hard state, one record at a time (a run of one group's consecutive
+ * entries is appended in one call, which is the same).  votes[k] is read
+ * for hard states only. */
+int prl_index_replay(prl_index *ix, uint64_t n, const uint8_t *types, const uint64_t *groups,
+                     const uint64_t *indexes, const uint64_t *terms, const uint64_t *pos,
+                     const uint64_t *votes);
 
 /* ---- a WriteBatch's records (csrc/batch.c) */
 

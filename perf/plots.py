@@ -210,6 +210,38 @@ def steady_state(results: dict, path: str) -> Optional[str]:
     return path
 
 
+def groups(results: dict, path: str) -> Optional[str]:
+    """bench_groups: cost per group against the number of groups."""
+    plt = _pyplot()
+    rows = next((b.get("series", {}).get("groups") for b in results.get("benchmarks", [])
+                 if b.get("series", {}).get("groups")), None)
+    if plt is None or not rows:
+        return None
+    n = [r["groups"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key, label in (("index_b", "index (written)"), ("rss_anon_b", "anon RSS (written)"),
+                       ("reopen_rss_anon_b", "anon RSS (reopened)")):
+        ax1.plot(n, [r[key] for r in rows], marker="o", label=label)
+    ax1.axhline(150, color="tab:blue", ls="--", lw=1, label="index target")
+    ax1.axhline(250, color="tab:orange", ls="--", lw=1, label="RSS target")
+    ax1.set_ylabel("bytes per group")
+    for key, label in (("write_us_per_group", "write"), ("reopen_us_per_group", "reopen"),
+                       ("entries_us", "entries(g, 1, 2) per call"),
+                       ("initial_state_us", "initial_state(g) per call")):
+        ax2.plot(n, [r[key] for r in rows], marker="o", label=label)
+    ax2.set_ylabel("µs per group (or per call)")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xlabel("groups (1 entry of 32 B + a hard state each)")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    fig.suptitle("cost per group", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def render(results: dict, out_dir: str = OUT_DIR, name: str = "results") -> list:
     """Every chart the results have data for; returns the paths written."""
     if _pyplot() is None:
@@ -217,7 +249,8 @@ def render(results: dict, out_dir: str = OUT_DIR, name: str = "results") -> list
     os.makedirs(out_dir, exist_ok=True)
     made = []
     for suffix, fn in (("throughput", throughput), ("ratios", ratios),
-                       ("latency-cdf", latency_cdf), ("steady-state", steady_state)):
+                       ("latency-cdf", latency_cdf), ("steady-state", steady_state),
+                       ("groups", groups)):
         path = fn(results, os.path.join(out_dir, f"{name}-{suffix}.png"))
         if path:
             made.append(path)

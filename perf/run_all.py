@@ -28,7 +28,7 @@ def load_all() -> None:
 # Write paths first; memory last (it leaves ~3 GB of dirty pages for the
 # kernel to drop); reopen reuses its log across runs.
 ORDER = ["ready_loop", "ready_loop_pipelined", "threads", "asyncio", "pysyncobj", "steady_state",
-         "reads", "reopen", "memory"]
+         "reads", "reopen", "groups", "memory"]
 
 
 def main() -> int:

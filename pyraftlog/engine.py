@@ -51,8 +51,6 @@ DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_PURGE_THRESHOLD = 8 << 30
 DEFAULT_PURGE_BATCH_BYTES = 16 << 10  # (at most a quarter of a segment)
 _PAGE = os.sysconf("SC_PAGESIZE")
-_EMPTY_HS = HardState()
-_EMPTY_CS = ConfState()
 
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
@@ -611,8 +609,8 @@ class Engine:
 
     def initial_state(self, group: int) -> Tuple[HardState, ConfState]:
         with self._lock:
-            st = self._state(group)
-            return (st.hard_state, st.snap_meta.conf_state) if st else (_EMPTY_HS, _EMPTY_CS)
+            self._check()
+            return self._index.initial_state(check_u64(group, "group"))
 
     def snapshot(self, group: int) -> Snapshot:
         """The latest snapshot, its data read back (and verified) from its file."""
@@ -634,9 +632,18 @@ class Engine:
             return v[0] if v is not None else None
 
     def groups(self) -> List[int]:
+        """Sorted list of the ids of the groups that have any state."""
+        return self.group_ids().tolist()  # type: ignore[no-any-return]
+
+    def group_ids(self) -> "np.ndarray":
+        """The ids of the groups that have any state, ascending, as a numpy
+        uint64 array (a copy): for a million groups, no Python int per group
+        until the caller wants one."""
         with self._lock:
             self._check()
-            return sorted(self._index.groups)
+            ids = self._index.id_array()
+        ids.sort()
+        return ids
 
     def group(self, group: int) -> "GroupView":
         self._check()

@@ -24,12 +24,13 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from ._native import check, ffi, lib
-from .types import HardState, SnapshotMeta
+from .types import ConfState, HardState, SnapshotMeta
 
 SnapRef = Tuple[int, int, int]  # (data_size, file_id, data_crc)
 GUESSED = -1  # base_pos of a base that replay inferred
 _C_GUESSED = (1 << 64) - 1
 _EMPTY_META = SnapshotMeta(0, 0)
+_EMPTY_HS = HardState()
 _U64 = (1 << 64) - 1
 _HALF = 1 << 63
 
@@ -183,6 +184,17 @@ class GroupIndex:
             return None
         return self._unpack(self._b3, 3)  # type: ignore[no-any-return]
 
+    def initial_state(self, g: int) -> Tuple[HardState, ConfState]:
+        """(hard state, conf state) of group g, without a GroupState view
+        (HardState() and ConfState() for a group without them, or none)."""
+        info = self._info
+        if lib.prl_index_info(self.h, g, info) or not info.hs_pos:
+            hs = _EMPTY_HS
+        else:
+            hs = HardState(info.hs_term, info.hs_vote, info.hs_commit)
+        snap = self._snaps.get(g)
+        return hs, snap[0].conf_state if snap is not None else _EMPTY_META.conf_state
+
     def snap_index(self, g: int) -> int:
         snap = self._snaps.get(g)
         return snap[0].index if snap is not None else 0
@@ -200,10 +212,14 @@ class GroupIndex:
         return int(self._stats.groups)
 
     def ids(self) -> List[int]:
+        return self.id_array().tolist()  # type: ignore[no-any-return]
+
+    def id_array(self) -> "np.ndarray":
+        """Every group id, in no order, as a numpy uint64 array."""
         n = self.count()
         out = np.empty(n, np.uint64)
         check(lib.prl_index_ids(self.h, ffi.from_buffer("uint64_t[]", out), n), "index ids")
-        return out.tolist()
+        return out
 
     def term(self, g: int, i: int) -> Optional[int]:
         """Term of entry i of group g (base_index <= i <= last_index), or

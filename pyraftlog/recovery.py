@@ -43,6 +43,7 @@ STRICT, TOLERATE_TAIL, TOLERATE_ANY = "strict", "tolerate_tail", "tolerate_any"
 MODES = (STRICT, TOLERATE_TAIL, TOLERATE_ANY)
 _SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})\.seg$")
 _FREE_NAME = re.compile(r"^([0-9a-f]{16})\.free$")
+_HS_PAYLOAD = 8  # a hard state record's payload: the vote, u64 (record.encode_hard_state)
 
 
 def segment_name(seq: int) -> str:
@@ -144,17 +145,25 @@ class Scanner:
                skip_bad: bool) -> int:
         """Apply the first n scanned records (of nb batches) to `index`.
 
-        Spans of entry records go through `_bulk` (numpy, per group), runs of
-        STAGE records through one op each; the other records are decoded
-        into Ops first and applied one by one, in log order.  A record whose
-        payload does not decode (its batch checksum was fine: only a writer
-        bug makes one) is a CorruptionError, or with skip_bad its whole batch
-        is left out.  Returns the batches left out."""
+        Spans of entry and hard-state records go to C in one call each
+        (`_bulk`), runs of STAGE records through one op each; the other
+        records are decoded into Ops first and applied one by one, in log
+        order.  A record whose payload does not decode (its batch checksum
+        was fine: only a writer bug makes one) is a CorruptionError, or with
+        skip_bad its whole batch is left out.  Returns the batches left out."""
         types = self.r_type[:n]
         pos_np = (np.uint64(seq) << np.uint64(32)) | self.r_off[:n].astype(np.uint64)
-        not_entry = types != R.ENTRY
-        if not not_entry.any():
-            self._bulk(index, 0, n, pos_np, release)
+        hs = types == R.HARD_STATE
+        votes = np.zeros(n, np.uint64)
+        if hs.any():
+            # a hard state's payload is its vote (8 bytes); another length is
+            # left to _decode, which says what is wrong with it
+            hs &= self.r_len[:n] == _HS_PAYLOAD
+            words = np.frombuffer(mem, "<u8", count=len(mem) // 8)  # a cut file: any size
+            votes[hs] = words[(self.r_off[:n][hs].astype(np.int64) + R.RECORD_HEADER_SIZE) >> 3]
+        simple = (types == R.ENTRY) | hs
+        if simple.all():
+            self._bulk(index, 0, n, pos_np, votes)
             return 0
         ops: Dict[int, Op] = {}
         bad_batches = set()
@@ -164,7 +173,7 @@ class Scanner:
         heads = self._stage_ops(n, batch_of, ops)
         tails = types == R.STAGE
         tails[heads] = False
-        other = np.flatnonzero(not_entry & ~tails).tolist()
+        other = np.flatnonzero(~simple & ~tails).tolist()
         for k in other:
             t, o = int(types[k]), int(self.r_off[k])
             if t == R.STAGE:
@@ -185,7 +194,7 @@ class Scanner:
         prev = 0
         for k in other + [n]:
             if k > prev:
-                self._bulk(index, prev, k, pos_np, release)
+                self._bulk(index, prev, k, pos_np, votes)
             prev = k + 1
             if k < n and k in ops and (not bad_batches or int(batch_of[k]) not in bad_batches):
                 op = ops[k]
@@ -216,25 +225,14 @@ class Scanner:
         return out
 
     def _bulk(self, index: GroupIndex, s: int, e: int, pos_np: np.ndarray,
-              release: array[int]) -> None:
-        """Entry records s..e-1 (any groups): each group's records, in log
-        order, become one append when their indexes are consecutive; a group
-        that overwrites itself within the span is applied record by record."""
-        groups = self.r_group[s:e]
-        order = np.argsort(groups, kind="stable")
-        gs = groups[order]
-        ids = self.r_index[s:e][order]
-        terms = self.r_term[s:e][order]
-        pos = pos_np[s:e][order]
-        cuts = (np.flatnonzero(gs[1:] != gs[:-1]) + 1).tolist()
-        breaks = ids[1:] != ids[:-1] + 1  # a break inside a group: overlap or gap
-        for a, b in zip([0] + cuts, cuts + [len(gs)]):
-            g = int(gs[a])
-            if b - a == 1 or not breaks[a:b - 1].any():
-                index.append(g, int(ids[a]), terms[a:b], pos[a:b])
-            else:
-                for k in range(a, b):
-                    index.append(g, int(ids[k]), terms[k:k + 1], pos[k:k + 1])
+              votes: np.ndarray) -> None:
+        """Entry and hard-state records s..e-1 (any groups), in log order, in
+        one C call (prl_index_replay: the same as applying them one by one)."""
+        fb = ffi.from_buffer
+        check(lib.prl_index_replay(
+            index.h, e - s, fb("uint8_t[]", self.r_type[s:e]), fb("uint64_t[]", self.r_group[s:e]),
+            fb("uint64_t[]", self.r_index[s:e]), fb("uint64_t[]", self.r_term[s:e]),
+            fb("uint64_t[]", pos_np[s:e]), fb("uint64_t[]", votes[s:e])), "replay")
 
 
 def _decode(t: int, g: int, index: int, term: int, payload: memoryview, k: int) -> Op:
@@ -501,10 +499,17 @@ def _zero_header(base: Any, size: int) -> bool:
 
 
 def retain_live(handle: Any, index: GroupIndex) -> None:
-    """Tell the C log which records are still needed (live-byte accounting)."""
-    live = array("Q")
-    for st in index.groups.values():
-        live.extend(st.positions)
-        live.extend(st.pins())
-    if live:
-        check(lib.prl_log_retain(handle, len(live), ffi.from_buffer("uint64_t[]", live)), "retain")
+    """Tell the C log which records are still needed (live-byte accounting):
+    what the C index holds, walked in C, and the key-value records."""
+    n = ffi.new("uint64_t *")
+    check(lib.prl_index_live_count(index.h, n), "live count")
+    live = np.empty(int(n[0]), np.uint64)
+    check(lib.prl_index_live_positions(index.h, ffi.from_buffer("uint64_t[]", live), len(live), n),
+          "live positions")
+    kv = array("Q", [p for d in index._kv.values() for _, p in d.values()])
+    step = 1 << 30  # prl_log_retain counts in uint32
+    for part in (live, kv):
+        for k in range(0, len(part), step):
+            chunk = part[k:k + step]
+            check(lib.prl_log_retain(handle, len(chunk), ffi.from_buffer("uint64_t[]", chunk)),
+                  "retain")

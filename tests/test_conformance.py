@@ -597,6 +597,8 @@ def test_kv(open_log):
         assert log.get(0, b"applied") == b"other"
         assert log.get(1, b"applied") is None
         assert log.groups() == sorted([0, G, N])
+        ids = log.group_ids()
+        assert ids.dtype == "uint64" and ids.tolist() == sorted([0, G, N])
     live_and_reopened(open_log, setup, check)
 
 

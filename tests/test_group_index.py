@@ -136,3 +136,99 @@ def test_removal_keeps_every_other_group_findable():
     assert set(ix.groups) == left
     assert all(ix.get(g) is not None for g in left)
     assert all(ix.get(g) is None for g in ids[::3])
+
+
+record = st.one_of(
+    # an entry record: (type, group, index, term); runs of one group's
+    # consecutive indexes, overlaps, gaps and indexes below a base all occur
+    st.tuples(st.just(1), st.sampled_from(GROUPS), st.integers(1, 12), st.integers(1, 3)),
+    st.tuples(st.just(2), st.sampled_from(GROUPS), st.integers(0, 9), st.integers(0, 5)),
+)
+
+
+def _replay_one_by_one(ix, recs, pos, votes):
+    for (t, g, i, term), p, v in zip(recs, pos, votes):
+        if t == 1:
+            ix.append_one(g, i, term, p)
+        else:
+            ix.set_hard_state(g, HardState(term, v, i), p)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(GROUPS), st.integers(0, 6), st.integers(0, 3)),
+                max_size=4),
+       st.lists(record, max_size=60), st.integers(0, 60))
+def test_replay_of_a_span_is_the_records_one_by_one(before, recs, cut):
+    """prl_index_replay (recovery's spans of entry and hard-state records)
+    leaves every group as applying the records one at a time in log order
+    does, including a group that overwrites itself within the span, and
+    groups whose base is already known (compactions before the span)."""
+    import numpy as np
+
+    one, bulk = GroupIndex(), GroupIndex()
+    for ix in (one, bulk):
+        for k, (g, i, term) in enumerate(before):
+            ix.compact(g, i, term, (3 << 32) + 8 * k)
+        lib.prl_index_release_clear(ix.h)
+    pos = [(1 << 32) + 8 * k for k in range(len(recs))]
+    votes = [7 + k for k in range(len(recs))]
+    _replay_one_by_one(one, recs, pos, votes)
+    cols = [np.array([r[c] for r in recs], dtype) for c, dtype in
+            ((0, np.uint8), (1, np.uint64), (2, np.uint64), (3, np.uint64))]
+    p, v = np.array(pos, np.uint64), np.array(votes, np.uint64)
+    fb = ffi.from_buffer
+    cut = min(cut, len(recs))
+    for s, e in ((0, cut), (cut, len(recs))):  # two spans: a replay call need not start a group
+        assert lib.prl_index_replay(bulk.h, e - s, fb("uint8_t[]", cols[0][s:e]),
+                                    fb("uint64_t[]", cols[1][s:e]), fb("uint64_t[]", cols[2][s:e]),
+                                    fb("uint64_t[]", cols[3][s:e]), fb("uint64_t[]", p[s:e]),
+                                    fb("uint64_t[]", v[s:e])) == 0
+    assert c_released(one) == c_released(bulk)
+    for h in GROUPS:
+        assert observe_c(one, h) == observe_c(bulk, h), h
+    assert bulk.entry_count() == one.entry_count()
+
+
+def test_replay_refuses_other_record_types():
+    ix = GroupIndex()
+    z = ffi.new("uint64_t[1]")
+    assert lib.prl_index_replay(ix.h, 1, ffi.new("uint8_t[1]", [3]), z, z, z, z, z) == \
+        lib.PRL_E_BAD_ARGUMENT
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(op, max_size=40))
+def test_live_positions_are_every_groups_records(ops):
+    """prl_index_live_positions (what recovery retains) is, as a multiset,
+    every group's entry positions and pins, as the GroupState views list them."""
+    ix = GroupIndex()
+    pos = [1 << 32]
+
+    def next_pos(n=1):
+        out = [pos[0] + 8 * k for k in range(n)]
+        pos[0] += 8 * n
+        return out
+
+    rel = array("Q")
+    for o in ops:
+        kind, g = o[0], o[1]
+        if kind == "append":
+            ix.append(g, o[2], o[3], next_pos(len(o[3])))
+        elif kind == "truncate":
+            ix.truncate(g, o[2])
+        elif kind == "compact":
+            ix.compact(g, o[2], o[3], next_pos()[0])
+        elif kind == "snapshot":
+            ix.apply_snapshot(g, SnapshotMeta(o[2], o[3]), None, next_pos()[0])
+        elif kind == "hard_state":
+            ix.set_hard_state(g, HardState(o[2], 1, 0), next_pos()[0])
+        elif kind == "remove":
+            ix.remove(g, rel)
+    want = sorted(p for s in ix.groups.values() for p in list(s.positions) + s.pins())
+    n = ffi.new("uint64_t *")
+    assert lib.prl_index_live_count(ix.h, n) == 0
+    out = ffi.new("uint64_t[]", max(1, n[0]))
+    assert lib.prl_index_live_positions(ix.h, out, n[0], n) == 0
+    assert sorted(out[k] for k in range(n[0])) == want
+    if want:
+        assert lib.prl_index_live_positions(ix.h, out, len(want) - 1, n) == lib.PRL_E_BAD_ARGUMENT
