@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format.h"
 #include "group_index.h"
 #include "pyraftlog.h"
 
@@ -596,9 +597,10 @@ int prl_index_pinners(prl_index *ix, uint64_t seq, uint64_t head, uint32_t start
     }
     *n = found;
     *next = k < ix->ngroups ? k : 0;
-/* ------------------------------------- walks and replay without Python */
+    return 0;
+}
 
-#include "format.h" /* record types, for prl_index_replay */
+/* ------------------------------------- walks and replay without Python */
 
 /* The records group g still needs besides its key-value space: entries,
  * hard state, snapshot and base (each position once: a snapshot's record is
