@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ._pyraftlog_c import ffi, lib  # type: ignore[import-not-found]
-from .errors import ClosedError, CorruptionError, PoisonedError
+from .errors import (
+    ClosedError,
+    CompactedError,
+    CorruptionError,
+    PoisonedError,
+    SnapshotOutOfDateError,
+)
 
-__all__ = ["ffi", "lib", "check", "raise_status", "REASONS", "is_clean_end"]
+__all__ = ["ffi", "lib", "check", "raise_status", "raise_batch_error", "REASONS", "is_clean_end"]
 
 # prl_reason -> the short, testable reason a CorruptionError carries
 REASONS = {
@@ -54,6 +60,27 @@ def raise_status(rc: int, what: str, poison_errno: int = errno.EIO) -> NoReturn:
         raise CorruptionError(what, 0, "not a regular file (a symbolic link, directory, FIFO, "
                                        "socket or device)")
     raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+
+
+def raise_batch_error(rc: int, res: Any, segment_size: int) -> NoReturn:
+    """The exception of a batch that prl_batch_check refused (res: its
+    prl_batch_result): API.md's error for the rule the batch broke."""
+    if rc == lib.PRL_E_TOO_LARGE:
+        raise ValueError(f"batch of {int(res.total)} bytes does not fit a segment of "
+                         f"{segment_size} bytes (raise segment_size)")
+    g, a, b, code = int(res.group), int(res.a), int(res.b), res.code
+    if code == lib.PRL_BATCH_GAP:
+        raise ValueError(f"group {g}: entries start at {a}, leaving a gap after the "
+                         f"last index {b}")
+    if code == lib.PRL_BATCH_COMPACT_COMPACTED:
+        raise CompactedError(f"group {g}: compact {a}: already compacted to {b}")
+    if code == lib.PRL_BATCH_COMPACT_ABOVE:
+        raise ValueError(f"group {g}: compact {a} is above the last index {b}")
+    if code == lib.PRL_BATCH_TRUNCATE_COMPACTED:
+        raise CompactedError(f"group {g}: truncate {a}: entries up to {b} are compacted")
+    if code == lib.PRL_BATCH_SNAPSHOT_OLD:
+        raise SnapshotOutOfDateError(f"group {g}: snapshot at {a} is not newer than {b}")
+    raise RuntimeError(f"write: batch refused with status {rc}, rule {code} (internal error)")
 
 
 def check(rc: int, what: str) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import directory
 from . import record as R
-from ._native import check, ffi, lib
+from ._native import check, ffi, lib, raise_batch_error
 from .batch import DELETE as BATCH_DELETE
 from .batch import PUT as BATCH_PUT
 from .batch import SNAPSHOT as BATCH_SNAPSHOT
@@ -33,7 +33,6 @@ from .errors import (
     ClosedError,
     CompactedError,
     RaftLogError,
-    SnapshotOutOfDateError,
     UnavailableError,
 )
 from .group_index import GroupIndex, GroupState
@@ -343,23 +342,8 @@ class Engine:
             self._reap_deletes_locked()
 
     def _raise_batch_error(self, rc: int) -> None:
-        res = self._batch_res
-        if rc == lib.PRL_E_INVALID_BATCH:
-            g, a, b = int(res.group), int(res.a), int(res.b)
-            code = res.code
-            if code == lib.PRL_BATCH_GAP:
-                raise ValueError(f"group {g}: entries start at {a}, leaving a gap after the "
-                                 f"last index {b}")
-            if code == lib.PRL_BATCH_COMPACT_COMPACTED:
-                raise CompactedError(f"group {g}: compact {a}: already compacted to {b}")
-            if code == lib.PRL_BATCH_COMPACT_ABOVE:
-                raise ValueError(f"group {g}: compact {a} is above the last index {b}")
-            if code == lib.PRL_BATCH_TRUNCATE_COMPACTED:
-                raise CompactedError(f"group {g}: truncate {a}: entries up to {b} are compacted")
-            raise SnapshotOutOfDateError(f"group {g}: snapshot at {a} is not newer than {b}")
-        if rc == lib.PRL_E_TOO_LARGE:
-            raise ValueError(f"batch of {int(res.total)} bytes does not fit a segment of "
-                             f"{self.segment_size} bytes (raise segment_size)")
+        if rc in (lib.PRL_E_INVALID_BATCH, lib.PRL_E_TOO_LARGE):
+            raise_batch_error(rc, self._batch_res, self.segment_size)
         self._raise_write_error(rc)
 
     def _report_recycle_errors_locked(self, count: int, errno_: int) -> None:
