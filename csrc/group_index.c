@@ -1,6 +1,7 @@
-/* group_index.c — the per-group index (group_index.h): a hash table from
- * group id to a dense array of compact group structs, and the rules by
- * which writes and replay change a group.
+/* group_index.c — the per-group index (group_index.h): a group's storage
+ * (positions and term runs, inline while small) and the rules by which
+ * writes and replay change a group.  The table is in group_table.c, walks
+ * over every group in group_walk.c.
  *
  * Replay of a log whose oldest segments were recycled starts in the middle
  * of a group's history: the records its first entries followed may be
@@ -13,137 +14,13 @@
  * final state: the newest base record is live, and so is every entry above
  * it (docs/ARCHITECTURE.md). */
 #include <errno.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "format.h"
 #include "group_index.h"
-#include "pyraftlog.h"
-
-#define CHUNK_BITS 10 /* groups live in chunks of 1024: no reallocation of the
-                         whole array as groups are added, at most one chunk
-                         unused, and a group's address never changes */
-#define CHUNK (1u << CHUNK_BITS)
-
-/* the many-groups budget: a group with one entry and a hard state costs this
- * and ~6 bytes of hash slots (docs/ARCHITECTURE.md) */
-_Static_assert(sizeof(prl_group) == 120, "prl_group grew");
-
-struct prl_index {
-    prl_group **chunks;  /* dense: group k at chunks[k / CHUNK][k % CHUNK] */
-    uint32_t ngroups, nchunks, chunkcap;
-    uint32_t *slots;     /* open addressing: 0 empty, else dense index + 1 */
-    uint64_t nslots;     /* a power of two, at most half full */
-    uint64_t entries;    /* live entries of all groups */
-    uint64_t heap_bytes; /* positions and runs arrays, extras */
-    uint64_t *rel;       /* the release list */
-    uint64_t nrel, relcap;
-};
-
-/* ------------------------------------------------------------ hash table */
-
-static prl_group *at(const prl_index *ix, uint32_t k) {
-    return &ix->chunks[k >> CHUNK_BITS][k & (CHUNK - 1)];
-}
-
-static uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9u;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebu;
-    return x ^ (x >> 31);
-}
-
-/* The slot holding group `id`, or the empty slot where it would go. */
-static uint64_t find_slot(const prl_index *ix, uint64_t id) {
-    uint64_t mask = ix->nslots - 1, i = mix(id) & mask;
-    while (ix->slots[i] && at(ix, ix->slots[i] - 1)->id != id) i = (i + 1) & mask;
-    return i;
-}
-
-static prl_group *lookup(const prl_index *ix, uint64_t id) {
-    uint32_t s = ix->slots[find_slot(ix, id)];
-    return s ? at(ix, s - 1) : NULL;
-}
-
-static int rehash(prl_index *ix, uint64_t nslots) {
-    uint32_t *slots = calloc(nslots, sizeof *slots);
-    if (!slots) return -ENOMEM;
-    free(ix->slots);
-    ix->slots = slots;
-    ix->nslots = nslots;
-    for (uint32_t k = 0; k < ix->ngroups; k++) ix->slots[find_slot(ix, at(ix, k)->id)] = k + 1;
-    return 0;
-}
-
-static prl_group *create(prl_index *ix, uint64_t id) {
-    prl_group *g = lookup(ix, id);
-    if (g) return g;
-    if (ix->ngroups == UINT32_MAX - 1) return NULL;
-    /* at most 3/4 full: linear probing stays short, slots cost ~6 B a group */
-    if (4 * ((uint64_t)ix->ngroups + 1) > 3 * ix->nslots && rehash(ix, ix->nslots * 2)) return NULL;
-    if (ix->ngroups == (uint64_t)ix->nchunks * CHUNK) {
-        if (ix->nchunks == ix->chunkcap) {
-            uint32_t cap = ix->chunkcap ? 2 * ix->chunkcap : 4;
-            prl_group **cs = realloc(ix->chunks, (size_t)cap * sizeof *cs);
-            if (!cs) return NULL;
-            ix->chunks = cs;
-            ix->chunkcap = cap;
-        }
-        prl_group *c = malloc(CHUNK * sizeof *c);
-        if (!c) return NULL;
-        ix->chunks[ix->nchunks++] = c;
-    }
-    g = at(ix, ix->ngroups);
-    memset(g, 0, sizeof *g);
-    g->id = id;
-    ix->slots[find_slot(ix, id)] = ++ix->ngroups;
-    return g;
-}
-
-static void free_group(prl_index *ix, prl_group *g) {
-    if (g->cap) {
-        free(g->pos.many);
-        ix->heap_bytes -= (uint64_t)g->cap * 8;
-    }
-    if (g->runcap) {
-        free(g->runs.many);
-        ix->heap_bytes -= (uint64_t)g->runcap * 16;
-    }
-    if (g->extra) {
-        free(g->extra);
-        ix->heap_bytes -= sizeof *g->extra;
-    }
-    ix->entries -= g->n;
-}
-
-/* Deletes group `g` from the table (backward-shift deletion: no tombstones)
- * and the dense array (the last group moves into its place). */
-static void drop(prl_index *ix, prl_group *g) {
-    uint64_t mask = ix->nslots - 1, i = find_slot(ix, g->id);
-    uint32_t k = ix->slots[i] - 1;
-    ix->slots[i] = 0;
-    for (uint64_t j = (i + 1) & mask; ix->slots[j]; j = (j + 1) & mask) {
-        uint64_t home = mix(at(ix, ix->slots[j] - 1)->id) & mask;
-        /* move j back to i unless its home lies cyclically in (i, j] */
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            ix->slots[i] = ix->slots[j];
-            ix->slots[j] = 0;
-            i = j;
-        }
-    }
-    free_group(ix, g);
-    uint32_t last = --ix->ngroups;
-    if (k != last) {
-        *at(ix, k) = *at(ix, last);
-        ix->slots[find_slot(ix, at(ix, k)->id)] = k + 1;
-    }
-}
 
 /* ------------------------------------------------------- group storage */
 
-static uint64_t *positions(prl_group *g) { return g->cap ? g->pos.many : &g->pos.one; }
 static uint64_t *runs(prl_group *g) { return g->runcap ? g->runs.many : g->runs.one; }
 
 /* Growth by a quarter (and at least 4): appends stay amortised O(1), and
@@ -161,7 +38,7 @@ static int reserve_pos(prl_index *ix, prl_group *g, uint64_t need) {
     if (cap > UINT32_MAX) cap = UINT32_MAX;
     uint64_t *p = malloc(cap * 8);
     if (!p) return -ENOMEM;
-    memcpy(p, positions(g), (uint64_t)g->n * 8);
+    memcpy(p, prl_gi_positions(g), (uint64_t)g->n * 8);
     if (g->cap) free(g->pos.many);
     ix->heap_bytes += (cap - g->cap) * 8;
     g->pos.many = p;
@@ -204,27 +81,6 @@ static void shrink(prl_index *ix, prl_group *g) {
     }
 }
 
-static int release(prl_index *ix, uint64_t pos) {
-    if (pos == PRL_POS_NONE || pos == PRL_POS_GUESSED) return 0;
-    if (ix->nrel == ix->relcap) {
-        uint64_t cap = ix->relcap ? ix->relcap * 2 : 256;
-        uint64_t *r = realloc(ix->rel, cap * 8);
-        if (!r) return -ENOMEM;
-        ix->rel = r;
-        ix->relcap = cap;
-    }
-    ix->rel[ix->nrel++] = pos;
-    return 0;
-}
-
-static int release_many(prl_index *ix, const uint64_t *p, uint64_t n) {
-    for (uint64_t k = 0; k < n; k++) {
-        int rc = release(ix, p[k]);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
 /* The first run whose start is > i (runs are sorted by start). */
 static uint32_t runs_after(prl_group *g, uint64_t i) {
     uint64_t *r = runs(g);
@@ -256,7 +112,7 @@ static int push_run(prl_index *ix, prl_group *g, uint64_t start, uint64_t term) 
 static int truncate_from(prl_index *ix, prl_group *g, uint64_t i) {
     uint64_t keep = i - g->base_index - 1;
     if (keep < g->n) {
-        int rc = release_many(ix, positions(g) + keep, g->n - keep);
+        int rc = prl_gi_release_many(ix, prl_gi_positions(g) + keep, g->n - keep);
         if (rc) return rc;
         ix->entries -= g->n - keep;
         g->n = (uint32_t)keep;
@@ -277,7 +133,7 @@ static int truncate_from(prl_index *ix, prl_group *g, uint64_t i) {
 
 static int guess_base(prl_index *ix, prl_group *g, uint64_t index) {
     int rc = truncate_from(ix, g, g->base_index + 1);
-    if (!rc && g->base_pos != g->snap_pos) rc = release(ix, g->base_pos);
+    if (!rc && g->base_pos != g->snap_pos) rc = prl_gi_release(ix, g->base_pos);
     if (rc) return rc;
     g->base_index = index;
     g->base_term = 0;
@@ -313,46 +169,8 @@ static void clear_hint(prl_group *g) {
 
 /* ---------------------------------------------------------------- API */
 
-int prl_index_new(prl_index **out) {
-    prl_index *ix = calloc(1, sizeof *ix);
-    if (!ix) return -ENOMEM;
-    ix->nslots = 16;
-    ix->slots = calloc(ix->nslots, sizeof *ix->slots);
-    if (!ix->slots) {
-        free(ix);
-        return -ENOMEM;
-    }
-    *out = ix;
-    return 0;
-}
-
-void prl_index_free(prl_index *ix) {
-    if (!ix) return;
-    for (uint32_t k = 0; k < ix->ngroups; k++) free_group(ix, at(ix, k));
-    for (uint32_t c = 0; c < ix->nchunks; c++) free(ix->chunks[c]);
-    free(ix->chunks);
-    free(ix->slots);
-    free(ix->rel);
-    free(ix);
-}
-
-int prl_index_stats(prl_index *ix, prl_index_stats_t *out) {
-    out->groups = ix->ngroups;
-    out->entries = ix->entries;
-    out->nbytes = sizeof *ix + (uint64_t)ix->nchunks * CHUNK * sizeof(prl_group) +
-                  (uint64_t)ix->chunkcap * sizeof(prl_group *) + ix->nslots * 4 +
-                  ix->heap_bytes + ix->relcap * 8;
-    return 0;
-}
-
-int prl_index_ids(prl_index *ix, uint64_t *out, uint64_t cap) {
-    if (cap < ix->ngroups) return PRL_E_BAD_ARGUMENT;
-    for (uint32_t k = 0; k < ix->ngroups; k++) out[k] = at(ix, k)->id;
-    return 0;
-}
-
 int prl_index_info(prl_index *ix, uint64_t id, prl_group_info *out) {
-    prl_group *g = lookup(ix, id);
+    prl_group *g = prl_gi_lookup(ix, id);
     if (!g) return PRL_E_NO_GROUP;
     out->base_index = g->base_index;
     out->base_term = g->base_term;
@@ -364,13 +182,13 @@ int prl_index_info(prl_index *ix, uint64_t id, prl_group_info *out) {
     out->hs_commit = g->hs_commit;
     out->hs_pos = g->hs_pos;
     out->snap_pos = g->snap_pos;
-    out->first_pos = g->n ? positions(g)[0] : 0;
+    out->first_pos = g->n ? prl_gi_positions(g)[0] : 0;
     out->last_term = term_of(g, g->base_index + g->n);
     return 0;
 }
 
 int prl_index_bounds(prl_index *ix, uint64_t id, uint64_t *out) {
-    prl_group *g = lookup(ix, id);
+    prl_group *g = prl_gi_lookup(ix, id);
     if (!g) return PRL_E_NO_GROUP;
     out[0] = g->base_index;
     out[1] = g->base_term;
@@ -379,7 +197,7 @@ int prl_index_bounds(prl_index *ix, uint64_t id, uint64_t *out) {
 }
 
 int prl_index_term(prl_index *ix, uint64_t id, uint64_t i, uint64_t *term) {
-    prl_group *g = lookup(ix, id);
+    prl_group *g = prl_gi_lookup(ix, id);
     if (!g) return PRL_E_NO_GROUP;
     if (i < g->base_index || i > g->base_index + g->n) return PRL_E_BAD_ARGUMENT;
     *term = term_of(g, i);
@@ -388,10 +206,10 @@ int prl_index_term(prl_index *ix, uint64_t id, uint64_t i, uint64_t *term) {
 
 int prl_index_range(prl_index *ix, uint64_t id, uint64_t lo, uint64_t hi, uint64_t *terms,
                     uint64_t *pos) {
-    prl_group *g = lookup(ix, id);
+    prl_group *g = prl_gi_lookup(ix, id);
     if (!g) return PRL_E_NO_GROUP;
     if (lo > hi || lo <= g->base_index || hi > g->base_index + g->n + 1) return PRL_E_BAD_ARGUMENT;
-    if (pos) memcpy(pos, positions(g) + (lo - g->base_index - 1), (hi - lo) * 8);
+    if (pos) memcpy(pos, prl_gi_positions(g) + (lo - g->base_index - 1), (hi - lo) * 8);
     if (terms && lo < hi) {
         uint64_t *r = runs(g);
         uint32_t j = runs_after(g, lo); /* one past the run holding lo */
@@ -407,7 +225,7 @@ int prl_index_range(prl_index *ix, uint64_t id, uint64_t lo, uint64_t hi, uint64
 
 int prl_index_append(prl_index *ix, uint64_t id, uint64_t start, uint64_t n,
                      const uint64_t *terms, const uint64_t *pos) {
-    prl_group *g = create(ix, id);
+    prl_group *g = prl_gi_create(ix, id);
     if (!g) return -ENOMEM;
     if (!n) return 0;
     int rc = 0;
@@ -429,7 +247,7 @@ int prl_index_append(prl_index *ix, uint64_t id, uint64_t start, uint64_t n,
     }
     rc = reserve_pos(ix, g, (uint64_t)g->n + n);
     if (rc) return rc;
-    memcpy(positions(g) + g->n, pos, n * 8);
+    memcpy(prl_gi_positions(g) + g->n, pos, n * 8);
     g->n += (uint32_t)n;
     ix->entries += n;
     uint64_t last = kept && g->nruns ? runs(g)[2 * g->nruns - 1] : 0;
@@ -445,7 +263,7 @@ int prl_index_append(prl_index *ix, uint64_t id, uint64_t start, uint64_t n,
 }
 
 int prl_index_truncate(prl_index *ix, uint64_t id, uint64_t index) {
-    prl_group *g = lookup(ix, id);
+    prl_group *g = prl_gi_lookup(ix, id);
     if (!g) return 0;
     if (index > g->base_index) return truncate_from(ix, g, index);
     if (g->base_pos == PRL_POS_GUESSED) return guess_base(ix, g, index - 1);
@@ -454,7 +272,7 @@ int prl_index_truncate(prl_index *ix, uint64_t id, uint64_t index) {
 
 static int set_base(prl_index *ix, prl_group *g, uint64_t index, uint64_t term, uint64_t pos) {
     if (g->base_pos != g->snap_pos) {
-        int rc = release(ix, g->base_pos);
+        int rc = prl_gi_release(ix, g->base_pos);
         if (rc) return rc;
     }
     g->base_index = index;
@@ -472,7 +290,7 @@ static int set_base(prl_index *ix, prl_group *g, uint64_t index, uint64_t term, 
 }
 
 int prl_index_compact(prl_index *ix, uint64_t id, uint64_t index, uint64_t term, uint64_t pos) {
-    prl_group *g = create(ix, id);
+    prl_group *g = prl_gi_create(ix, id);
     if (!g) return -ENOMEM;
     if (g->base_pos == PRL_POS_GUESSED && index <= g->base_index) {
         if (index == g->base_index) { /* the record that really set the guessed base */
@@ -482,7 +300,7 @@ int prl_index_compact(prl_index *ix, uint64_t id, uint64_t index, uint64_t term,
         }
         /* Below the guess: superseded since, or the base once the guess
          * comes down to it (entries re-appended just above it). */
-        int rc = release(ix, pos);
+        int rc = prl_gi_release(ix, pos);
         if (rc) return rc;
         if (!g->extra) {
             g->extra = calloc(1, sizeof *g->extra);
@@ -495,10 +313,10 @@ int prl_index_compact(prl_index *ix, uint64_t id, uint64_t index, uint64_t term,
         return 0;
     }
     clear_hint(g);
-    if (index <= g->base_index) return release(ix, pos);
+    if (index <= g->base_index) return prl_gi_release(ix, pos);
     uint64_t drop = index - g->base_index < g->n ? index - g->base_index : g->n;
-    uint64_t *p = positions(g);
-    int rc = release_many(ix, p, drop);
+    uint64_t *p = prl_gi_positions(g);
+    int rc = prl_gi_release_many(ix, p, drop);
     if (rc) return rc;
     memmove(p, p + drop, (g->n - drop) * 8);
     g->n -= (uint32_t)drop;
@@ -507,11 +325,11 @@ int prl_index_compact(prl_index *ix, uint64_t id, uint64_t index, uint64_t term,
 }
 
 int prl_index_snapshot(prl_index *ix, uint64_t id, uint64_t index, uint64_t term, uint64_t pos) {
-    prl_group *g = create(ix, id);
+    prl_group *g = prl_gi_create(ix, id);
     if (!g) return -ENOMEM;
-    int rc = release_many(ix, positions(g), g->n);
-    if (!rc) rc = release(ix, g->snap_pos);
-    if (!rc && g->base_pos != g->snap_pos) rc = release(ix, g->base_pos);
+    int rc = prl_gi_release_many(ix, prl_gi_positions(g), g->n);
+    if (!rc) rc = prl_gi_release(ix, g->snap_pos);
+    if (!rc && g->base_pos != g->snap_pos) rc = prl_gi_release(ix, g->base_pos);
     if (rc) return rc;
     ix->entries -= g->n;
     g->n = 0;
@@ -527,9 +345,9 @@ int prl_index_snapshot(prl_index *ix, uint64_t id, uint64_t index, uint64_t term
 
 int prl_index_hard_state(prl_index *ix, uint64_t id, uint64_t term, uint64_t vote,
                          uint64_t commit, uint64_t pos) {
-    prl_group *g = create(ix, id);
+    prl_group *g = prl_gi_create(ix, id);
     if (!g) return -ENOMEM;
-    int rc = release(ix, g->hs_pos);
+    int rc = prl_gi_release(ix, g->hs_pos);
     if (rc) return rc;
     g->hs_term = term;
     g->hs_vote = vote;
@@ -539,126 +357,17 @@ int prl_index_hard_state(prl_index *ix, uint64_t id, uint64_t term, uint64_t vot
 }
 
 int prl_index_create(prl_index *ix, uint64_t id) {
-    return create(ix, id) ? 0 : -ENOMEM;
+    return prl_gi_create(ix, id) ? 0 : -ENOMEM;
 }
 
 int prl_index_remove(prl_index *ix, uint64_t id) {
-    prl_group *g = lookup(ix, id);
+    prl_group *g = prl_gi_lookup(ix, id);
     if (!g) return PRL_E_NO_GROUP;
-    int rc = release_many(ix, positions(g), g->n);
-    if (!rc) rc = release(ix, g->hs_pos);
-    if (!rc) rc = release(ix, g->snap_pos);
-    if (!rc && g->base_pos != g->snap_pos) rc = release(ix, g->base_pos);
+    int rc = prl_gi_release_many(ix, prl_gi_positions(g), g->n);
+    if (!rc) rc = prl_gi_release(ix, g->hs_pos);
+    if (!rc) rc = prl_gi_release(ix, g->snap_pos);
+    if (!rc && g->base_pos != g->snap_pos) rc = prl_gi_release(ix, g->base_pos);
     if (rc) return rc;
-    drop(ix, g);
-    return 0;
-}
-
-int prl_index_release(prl_index *ix, uint64_t n, const uint64_t *pos) {
-    return release_many(ix, pos, n);
-}
-
-int prl_index_release_list(prl_index *ix, const uint64_t **list, uint64_t *n) {
-    *list = ix->rel;
-    *n = ix->nrel;
-    return 0;
-}
-
-void prl_index_trim(void) { malloc_trim(0); }
-
-void prl_index_release_clear(prl_index *ix) {
-    ix->nrel = 0;
-    if (ix->relcap > 65536) { /* a purge or a replay released a lot: give it back */
-        free(ix->rel);
-        ix->rel = NULL;
-        ix->relcap = 0;
-    }
-}
-
-/* The full seq of a position, given the head segment (positions carry the
- * seq modulo 2^32; nothing the index holds is 2^32 segments behind). */
-static uint64_t position_seq(uint64_t pos, uint64_t head) {
-    return head - ((head - (pos >> 32)) & 0xffffffffu);
-}
-
-static int pins_at_or_before(uint64_t pos, uint64_t seq, uint64_t head) {
-    return pos != PRL_POS_NONE && pos != PRL_POS_GUESSED && position_seq(pos, head) <= seq;
-}
-
-int prl_index_pinners(prl_index *ix, uint64_t seq, uint64_t head, uint32_t start, uint32_t count,
-                      uint64_t *out, uint32_t *n, uint32_t *next) {
-    uint32_t found = 0, k = start;
-    for (; k < ix->ngroups && k - start < count; k++) {
-        prl_group *g = at(ix, k);
-        if ((g->n && pins_at_or_before(positions(g)[0], seq, head)) ||
-            pins_at_or_before(g->hs_pos, seq, head) || pins_at_or_before(g->snap_pos, seq, head) ||
-            pins_at_or_before(g->base_pos, seq, head))
-            out[found++] = g->id;
-    }
-    *n = found;
-    *next = k < ix->ngroups ? k : 0;
-    return 0;
-}
-
-/* ------------------------------------- walks and replay without Python */
-
-/* The records group g still needs besides its key-value space: entries,
- * hard state, snapshot and base (each position once: a snapshot's record is
- * also its base).  Writes them at out (when not NULL); returns how many. */
-static uint64_t group_live(prl_group *g, uint64_t *out) {
-    uint64_t n = g->n;
-    if (out) memcpy(out, positions(g), n * 8);
-    uint64_t pins[3] = {g->hs_pos, g->snap_pos, g->base_pos};
-    for (int k = 0; k < 3; k++) {
-        uint64_t p = pins[k];
-        if (p == PRL_POS_NONE || p == PRL_POS_GUESSED) continue;
-        if ((k >= 1 && p == pins[0]) || (k == 2 && p == pins[1])) continue;
-        if (out) out[n] = p;
-        n++;
-    }
-    return n;
-}
-
-int prl_index_live_count(prl_index *ix, uint64_t *n) {
-    uint64_t total = 0;
-    for (uint32_t k = 0; k < ix->ngroups; k++) total += group_live(at(ix, k), NULL);
-    *n = total;
-    return 0;
-}
-
-int prl_index_live_positions(prl_index *ix, uint64_t *out, uint64_t cap, uint64_t *n) {
-    uint64_t total = 0;
-    for (uint32_t k = 0; k < ix->ngroups; k++) {
-        prl_group *g = at(ix, k);
-        if (total + group_live(g, NULL) > cap) return PRL_E_BAD_ARGUMENT;
-        total += group_live(g, out + total);
-    }
-    *n = total;
-    return 0;
-}
-
-int prl_index_replay(prl_index *ix, uint64_t n, const uint8_t *types, const uint64_t *groups,
-                     const uint64_t *indexes, const uint64_t *terms, const uint64_t *pos,
-                     const uint64_t *votes) {
-    uint64_t k = 0;
-    while (k < n) {
-        int rc;
-        if (types[k] == PRL_REC_HARD_STATE) {
-            rc = prl_index_hard_state(ix, groups[k], terms[k], votes[k], indexes[k], pos[k]);
-            k++;
-        } else if (types[k] == PRL_REC_ENTRY) {
-            /* a run of one group's entries with consecutive indexes is one
-             * append: the same as appending them one by one */
-            uint64_t e = k + 1;
-            while (e < n && types[e] == PRL_REC_ENTRY && groups[e] == groups[k] &&
-                   indexes[e] == indexes[e - 1] + 1)
-                e++;
-            rc = prl_index_append(ix, groups[k], indexes[k], e - k, terms + k, pos + k);
-            k = e;
-        } else {
-            return PRL_E_BAD_ARGUMENT;
-        }
-        if (rc) return rc;
-    }
+    prl_gi_drop(ix, g);
     return 0;
 }
