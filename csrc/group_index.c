@@ -131,9 +131,25 @@ static int truncate_from(prl_index *ix, prl_group *g, uint64_t i) {
     return 0;
 }
 
+static int set_hint(prl_index *ix, prl_group *g, uint64_t index, uint64_t term, uint64_t pos) {
+    if (!g->extra) {
+        g->extra = calloc(1, sizeof *g->extra);
+        if (!g->extra) return -ENOMEM;
+        ix->heap_bytes += sizeof *g->extra;
+    }
+    g->extra->hint_index = index;
+    g->extra->hint_term = term;
+    g->extra->hint_pos = pos;
+    return 0;
+}
+
 static int guess_base(prl_index *ix, prl_group *g, uint64_t index) {
     int rc = truncate_from(ix, g, g->base_index + 1);
-    if (!rc && g->base_pos != g->snap_pos) rc = prl_gi_release(ix, g->base_pos);
+    if (!rc && g->base_pos != PRL_POS_NONE && g->base_pos != PRL_POS_GUESSED)
+        /* The real base a guess replaces is the base again if the guess comes
+         * back down to it (entries past a recycled gap, then a truncation
+         * below them: found by make fuzz). */
+        rc = set_hint(ix, g, g->base_index, g->base_term, g->base_pos);
     if (rc) return rc;
     g->base_index = index;
     g->base_term = 0;
@@ -301,16 +317,7 @@ int prl_index_compact(prl_index *ix, uint64_t id, uint64_t index, uint64_t term,
         /* Below the guess: superseded since, or the base once the guess
          * comes down to it (entries re-appended just above it). */
         int rc = prl_gi_release(ix, pos);
-        if (rc) return rc;
-        if (!g->extra) {
-            g->extra = calloc(1, sizeof *g->extra);
-            if (!g->extra) return -ENOMEM;
-            ix->heap_bytes += sizeof *g->extra;
-        }
-        g->extra->hint_index = index;
-        g->extra->hint_term = term;
-        g->extra->hint_pos = pos;
-        return 0;
+        return rc ? rc : set_hint(ix, g, index, term, pos);
     }
     clear_hint(g);
     if (index <= g->base_index) return prl_gi_release(ix, pos);

@@ -217,8 +217,10 @@ class GroupState:
 
     def _guess_base(self, index: int, release: array[int]) -> None:
         self.truncate_from(self.base_index + 1, release)
-        if self.base_pos not in (None, GUESSED, self.snap_pos):
-            release.append(self.base_pos)
+        if self.base_pos not in (None, GUESSED):
+            # the real base a guess replaces is the base again if the guess
+            # comes back down to it (found by make fuzz on the C index)
+            self.hint = (self.base_index, self.base_term, self.base_pos)
         self.base_index, self.base_term, self.base_pos = index, 0, GUESSED
         if self.hint is not None and self.hint[0] == index:
             # a compaction seen while the guess was higher: it set this base
