@@ -16,7 +16,8 @@ from .errors import (
     SnapshotOutOfDateError,
 )
 
-__all__ = ["ffi", "lib", "check", "raise_status", "raise_batch_error", "REASONS", "is_clean_end"]
+__all__ = ["ffi", "lib", "check", "crc32c", "raise_status", "raise_batch_error", "REASONS",
+           "is_clean_end"]
 
 # prl_reason -> the short, testable reason a CorruptionError carries
 REASONS = {
@@ -81,6 +82,11 @@ def raise_batch_error(rc: int, res: Any, segment_size: int) -> NoReturn:
     if code == lib.PRL_BATCH_SNAPSHOT_OLD:
         raise SnapshotOutOfDateError(f"group {g}: snapshot at {a} is not newer than {b}")
     raise RuntimeError(f"write: batch refused with status {rc}, rule {code} (internal error)")
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C of `data` (the C implementation: hardware where available)."""
+    return int(lib.prl_crc32c(0, ffi.from_buffer(data), len(data)))
 
 
 def check(rc: int, what: str) -> None:

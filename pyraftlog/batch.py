@@ -15,7 +15,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import record as R
-from ._native import ffi, lib
+from ._native import crc32c
 from .types import (
     U64_MAX,
     Entry,
@@ -177,7 +177,7 @@ class WriteBatch:
         meta, data = snap.meta, snap.data
         # the file id (docs/FORMAT.md: lsn << 16 | k) is known only when the
         # batch is written: Engine.write puts it into the payload then
-        crc = _crc32c(data) if data else 0
+        crc = crc32c(data) if data else 0
         payload = R.encode_snapshot(meta.conf_state, len(data), 0, crc)
         if data and len(self._snaps) >= 1 << 16:
             raise ValueError("too many snapshots with data in one batch")
@@ -230,5 +230,3 @@ def _u64_array(values: Any, what: str) -> "np.ndarray":
     return np.array([check_u64(v, what) for v in values], np.uint64)
 
 
-def _crc32c(data: bytes) -> int:
-    return int(lib.prl_crc32c(0, ffi.from_buffer(data), len(data)))

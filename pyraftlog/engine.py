@@ -23,7 +23,7 @@ import numpy as np
 
 from . import directory
 from . import record as R
-from ._native import check, ffi, lib, raise_batch_error
+from ._native import check, crc32c, ffi, lib, raise_batch_error
 from .batch import DELETE as BATCH_DELETE
 from .batch import PUT as BATCH_PUT
 from .batch import SNAPSHOT as BATCH_SNAPSHOT
@@ -69,10 +69,6 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _new_entry = partial(tuple.__new__, Entry)
-
-
-def crc32c(data: bytes) -> int:
-    return int(lib.prl_crc32c(0, ffi.from_buffer(data), len(data)))
 
 
 def _fb(kind: str, buf: Any) -> Any:

@@ -101,10 +101,6 @@ class GroupState:
         assert t is not None
         return t
 
-    def terms(self, lo: int, hi: int) -> List[int]:
-        """Terms of entries [lo, hi), checked by the caller."""
-        return self.term_array(lo, hi).tolist()  # type: ignore[no-any-return]
-
     def term_array(self, lo: int, hi: int) -> "np.ndarray":
         """Terms of entries [lo, hi) as a numpy uint64 array, checked by the caller."""
         return self._ix.term_array(self.id, lo, hi)
@@ -194,10 +190,6 @@ class GroupIndex:
             hs = HardState(info.hs_term, info.hs_vote, info.hs_commit)
         snap = self._snaps.get(g)
         return hs, snap[0].conf_state if snap is not None else _EMPTY_META.conf_state
-
-    def snap_index(self, g: int) -> int:
-        snap = self._snaps.get(g)
-        return snap[0].index if snap is not None else 0
 
     def term_array(self, g: int, lo: int, hi: int) -> "np.ndarray":
         """Terms of entries [lo, hi) as a numpy uint64 array, checked by the caller."""

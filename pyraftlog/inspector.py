@@ -35,9 +35,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import record as R
-from ._native import REASONS, check, ffi, is_clean_end, lib
+from ._native import REASONS, check, crc32c, ffi, is_clean_end, lib
 from .directory import kind
-from .engine import crc32c
 from .errors import CorruptionError
 from .group_index import GroupIndex, SnapRef
 from .recovery import Scanner, following_batches, list_free, list_segments, probe, segment_name

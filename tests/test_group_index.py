@@ -54,7 +54,7 @@ def observe_c(ix, g):
         return None
     last = st_.last_index
     return (st_.base_index, st_.base_term, st_.base_pos, last,
-            st_.terms(st_.base_index + 1, last + 1), list(st_.positions),
+            st_.term_array(st_.base_index + 1, last + 1).tolist(), list(st_.positions),
             st_.hard_state, st_.hs_pos, st_.snap_pos)
 
 
