@@ -154,7 +154,7 @@ class SteadySide(EngineSide):
         Entry, WriteBatch, log = self.pyraftlog.Entry, self.pyraftlog.WriteBatch, self.log
         nxt, data, wins = self.next_index, self.data, self.windows
         # the cheap internal counter behind stats()["disk_bytes"]
-        disk = getattr(log, "_disk_bytes", None)
+        disk = getattr(getattr(log, "_store", None), "disk_bytes", None)
         clock, times, lat = time.perf_counter, self.writes, []
         max_fine, w = self.max_disk_fine, 0
         stop = threading.Event()

@@ -16,10 +16,11 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 import numpy as np
 
+from . import ops as O
 from . import record as R
 from ._version import __version__
 from .errors import RaftLogError
@@ -217,53 +218,6 @@ def _print_report(rep: Dict[str, Any], out: TextIO) -> None:
 
 # -- dump ------------------------------------------------------------------------
 
-def short_bytes(data: bytes, limit: int, full: int) -> str:
-    """repr of `data` (the first `limit` bytes of `full`; limit < 0: all)."""
-    shown = data if limit < 0 else data[:limit]
-    return repr(shown) + (f"...(+{full - len(shown)})" if full > len(shown) else "")
-
-
-def decode_payload(rtype: int, aux: int, index: int, term: int, payload: bytes, limit: int,
-                   full: int) -> Tuple[Dict[str, Any], str]:
-    """(JSON fields, one line of text) for a record's payload; entry data
-    arrives cut to `limit` bytes of `full`."""
-    try:
-        if rtype in (R.ENTRY, R.STAGE):
-            return ({"entry_type": aux, "data_hex": payload.hex(),
-                     "data_truncated": len(payload) < full},
-                    f"type={aux} data={short_bytes(payload, limit, full)}")
-        if rtype == R.HARD_STATE:
-            hs = R.decode_hard_state(term, index, payload)
-            return {"vote": hs.vote, "commit": hs.commit}, f"vote={hs.vote} commit={hs.commit}"
-        if rtype == R.SNAPSHOT:
-            cs, size, file_id, crc = R.decode_snapshot(payload)
-            lists = {"voters": list(cs.voters), "learners": list(cs.learners),
-                     "voters_outgoing": list(cs.voters_outgoing),
-                     "learners_next": list(cs.learners_next)}
-            text = " ".join(f"{k}={v}" for k, v in lists.items() if v or k == "voters")
-            text += " auto_leave" if cs.auto_leave else ""
-            if size:
-                text += f" data_size={size} file={file_id:016x} crc={crc:08x}"
-            return dict(lists, auto_leave=cs.auto_leave, data_size=size, file_id=file_id,
-                        data_crc=crc), text
-        if rtype == R.KV_PUT:
-            key, value = R.decode_kv(payload)
-            text = (f"key={short_bytes(key, limit, len(key))} "
-                    f"value={short_bytes(value, limit, len(value))}")
-            return {"key_hex": key.hex(), "value_hex": value.hex()}, text
-        if rtype == R.KV_DELETE:
-            return {"key_hex": payload.hex()}, f"key={short_bytes(payload, limit, full)}"
-        if rtype == R.ADOPT:
-            last, stage_pos = R.decode_adopt(payload)
-            return ({"last": last, "stage_pos": stage_pos},
-                    f"last={last} stage_pos={stage_pos >> 32:x}:{stage_pos & 0xffffffff}")
-        if payload:
-            raise ValueError(f"unexpected {full}-byte payload")
-        return {}, ""
-    except ValueError as exc:
-        return {"payload_error": str(exc)}, f"<invalid payload: {exc}>"
-
-
 class Dumper:
     """A Walker sink printing the records that pass the filters."""
 
@@ -294,8 +248,8 @@ class Dumper:
             off, ln, lsn = int(sc.r_off[k]), int(sc.r_len[k]), int(lsns[k])
             start = off + R.RECORD_HEADER_SIZE
             cut = ln if self.limit < 0 or t not in (R.ENTRY, R.STAGE) else min(ln, self.limit)
-            fields, text = decode_payload(t, aux, i, term, bytes(mem[start:start + cut]),
-                                          self.limit, ln)
+            fields, text = O.describe(t, aux, i, term, bytes(mem[start:start + cut]),
+                                      self.limit, ln)
             self.count += 1
             if "payload_error" in fields:
                 self.bad.append(Problem(seg.path, off, f"bad {R.NAMES.get(t, t)} payload: "

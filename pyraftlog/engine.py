@@ -1,36 +1,24 @@
-"""Engine: the public API of API.md over the C log, the group index,
-recovery and the snapshot store.
-
-Threading: `_lock` serialises writes and guards the group index; every read
-takes it too, so a read sees whole batches.  The C write inside `write` runs
-with the GIL released but `_lock` held, which is what serialises concurrent
-batches (API.md: "concurrent batches are serialised").  Waiting for
-durability never holds `_lock`."""
+"""Engine: the public API of API.md: opening a log (options, recovery),
+writing, reading, purging and stats, over a Store (pyraftlog/store.py: the C
+log, the group index and the snapshot store behind one lock, whose rules
+for threads hold here too)."""
 from __future__ import annotations
 
 import os
-import struct
-import threading
 import time
 import weakref
-from array import array
-from collections import deque
 from functools import partial
 from itertools import accumulate
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import directory
 from . import record as R
-from ._native import check, crc32c, ffi, lib, raise_batch_error
-from .batch import DELETE as BATCH_DELETE
-from .batch import PUT as BATCH_PUT
-from .batch import SNAPSHOT as BATCH_SNAPSHOT
+from ._native import check, crc32c, ffi, lib
 from .batch import WriteBatch
 from .directory import DEFAULT_FILE_MODE, check_file_mode
 from .errors import (
-    ClosedError,
     CompactedError,
     RaftLogError,
     UnavailableError,
@@ -39,10 +27,10 @@ from .group_index import GroupIndex, GroupState
 from .group_view import GroupView
 from .lockfile import lock_directory
 from .logger import Summary, fields, log
-from .plan import Plan, apply_ops
 from .purge import Purger
 from .recovery import MODES, Recovery, list_free, retain_live
 from .snapshot_store import SnapshotStore
+from .store import FORKED, Store
 from .ticket import Core, Ticket
 from .types import EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, check_bytes, check_u64
 
@@ -61,8 +49,7 @@ def _after_fork_in_child() -> None:
     # so it is replaced, and every call raises instead of hanging.
     for e in list(_live_engines):
         e._forked = True
-        e._lock = threading.Lock()
-        e._core.forked = True
+        e._store.after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -87,7 +74,6 @@ class Engine:
                  purge_batch_bytes: Optional[int] = None,
                  progress: Optional[Callable[[int, int], None]] = None,
                  file_mode: int = DEFAULT_FILE_MODE):
-        self._closed = True
         self._forked = False
         self.path = os.fspath(path)
         seg = check_u64(segment_size, "segment_size")
@@ -139,7 +125,7 @@ class Engine:
             self._h = ffi.gc(hp[0], lib.prl_log_free)
             self._core = Core(self._h, self.path)
             self._index = GroupIndex()
-            self._snapshots = SnapshotStore(self.path, crc32c, mode=file_mode)
+            snapshots = SnapshotStore(self.path, crc32c, mode=file_mode)
             t0 = time.monotonic()
             self._recovery = Recovery(self.path, self._h, recovery_mode, self._index,
                                       writable=True, progress=progress).run()
@@ -159,28 +145,24 @@ class Engine:
             lib.prl_index_trim()
             for fid in list_free(self.path):
                 check(lib.prl_log_adopt_free(self._h, fid), "adopt free segment")
-            self._snapshots.remove_orphans(self._index.snapshot_files())
+            snapshots.remove_orphans(self._index.snapshot_files())
             seq, offset = rec.resume or (rec.next_seq, 0)
             check(lib.prl_log_start(self._h, seq, rec.next_lsn, offset),
                   f"start writing segment {seq} in {self.path}")
         except BaseException:
             os.close(self._lockfd)
             raise
-        self._lock = threading.Lock()
-        self._pending_deletes: Deque[Tuple[int, int, int]] = deque()  # (lsn, group, file_id)
-        self._stats_buf = ffi.new("prl_stats *")
-        self._batch_res = ffi.new("prl_batch_result *")
-        self._lsn_out = ffi.new("uint64_t *")
+        # the read path uses the store's index and handle directly (they never change)
+        self._store: Store = Store(self.path, self._h, self._core, self._index, snapshots, seg)
         self._health = ffi.new("uint64_t[2]")
         self._health_errno = ffi.new("int32_t *")
         self._recycle_errors = 0
-        self._purger = Purger(self, purge_batch_bytes)
+        self._purger = Purger(self._store, self.purge_threshold, purge_batch_bytes)
         self._kicked_at = 0  # disk use when the purger was last woken
         # what `_watch_locked` saw last: it looks only when disk use changed
         self._watched_disk = 0
         self._stalls_seen = 0
         self._stalls = Summary()
-        self._closed = False
         _live_engines.add(self)
 
     # -- lifecycle ---------------------------------------------------------
@@ -192,21 +174,22 @@ class Engine:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<pyraftlog.Engine {self.path!r}{' closed' if self._closed else ''}>"
+        return f"<pyraftlog.Engine {self.path!r}{' closed' if self._closed() else ''}>"
 
     def close(self) -> None:
         """Make everything written durable, stop the flusher, release the
         directory.  Pending tickets complete (or fail if the log is poisoned).
         Idempotent."""
         if self._forked:
-            raise RaftLogError("an Engine cannot be used in a forked child; open it there anew")
+            raise RaftLogError(FORKED)
         self._purger.stop()
-        with self._lock:
-            if self._closed:
+        store = self._store
+        with store.lock:
+            if store.closed:
                 return
-            self._closed = True
+            store.closed = True
             lib.prl_log_close(self._h)
-            self._reap_deletes_locked(final=True)
+            store.reap_deletes_locked(final=True)
             os.close(self._lockfd)
             _live_engines.discard(self)
             self._log_stalls(self._stalls.flush())
@@ -214,11 +197,12 @@ class Engine:
         # gets ClosedError) without deadlocking against close().
         self._core.stop()
 
+    def _closed(self) -> bool:
+        store = getattr(self, "_store", None)  # None: __init__ failed
+        return store is None or store.closed
+
     def _check(self) -> None:
-        if self._closed:
-            raise ClosedError(f"engine {self.path!r} is closed")
-        if self._forked:
-            raise RaftLogError("an Engine cannot be used in a forked child; open it there anew")
+        self._store.check()
 
     # -- writing -----------------------------------------------------------
 
@@ -233,10 +217,11 @@ class Engine:
         batch raises and changes nothing."""
         if not isinstance(batch, WriteBatch):
             raise TypeError(f"write takes a WriteBatch, not {type(batch).__name__}")
-        with self._lock:
-            self._check()
-            lsn = self._write_batch_locked(batch) if batch._n else 0
-            ticket = Ticket(self._core, lsn or self._lsns_locked()[1])
+        store = self._store
+        with store.lock:
+            store.check()
+            lsn = store.write_batch_locked(batch) if batch._n else 0
+            ticket = Ticket(self._core, lsn or store.lsns_locked()[1])
             if not lsn:
                 return ticket  # nothing to write: durable with what came before
             h = self._health  # shared buffers: read under the lock
@@ -255,93 +240,6 @@ class Engine:
             self._purger.kick()
         return ticket
 
-    def _write_batch_locked(self, b: WriteBatch) -> int:
-        """Checks, writes and applies a WriteBatch (csrc/batch.c); returns its
-        lsn, or 0 if nothing had to be written.  Snapshot files are stored
-        first; an invalid batch raises before anything is touched."""
-        buf, n, res = b._buf, b._n, self._batch_res
-        cbuf = _fb("uint8_t[]", buf)
-        written: List[Tuple[int, int]] = []
-        file_ids: Dict[int, int] = {}
-        if b._snaps:
-            keep = bytearray(n)
-            rc = lib.prl_batch_check(self._index.h, cbuf, len(buf), n, _fb("uint8_t[]", keep), res)
-            if not rc and res.total > self.segment_size - R.SEGMENT_HEADER_SIZE:
-                rc = lib.PRL_E_TOO_LARGE
-            if rc:
-                self._raise_batch_error(rc)
-            base = self._next_lsn_locked() << 16  # docs/FORMAT.md: lsn << 16 | k
-            try:
-                for k, (rec, at, g, data) in enumerate(b._snaps):
-                    struct.pack_into("<Q", buf, at, base | k)
-                    self._snapshots.write(g, base | k, data)
-                    written.append((g, base | k))
-                    file_ids[rec] = base | k
-            except BaseException:
-                for g, fid in written:
-                    self._snapshots.delete(g, fid)
-                raise
-        positions = array("Q", bytes(8 * n)) if b._rare else None
-        rc = lib.prl_batch_write(self._h, self._index.h, cbuf, len(buf), n,
-                                 ffi.NULL if positions is None else _fb("uint64_t[]", positions),
-                                 res, self._lsn_out)
-        if rc:
-            for g, fid in written:
-                self._snapshots.delete(g, fid)
-            self._raise_batch_error(rc)
-        if not res.kept:
-            return 0
-        lsn = int(self._lsn_out[0])
-        if positions is not None:
-            self._apply_rare_locked(b, positions, file_ids, lsn)
-        elif self._pending_deletes:
-            self._reap_deletes_locked()
-        return lsn
-
-    def _apply_rare_locked(self, b: WriteBatch, positions: array[int],
-                           file_ids: Dict[int, int], lsn: int) -> None:
-        """The parts of a written batch that Python keeps: snapshot metadata,
-        the key-value space, what a removal forgets (C applied the rest)."""
-        ix = self._index
-        release = array("Q")
-        superseded: List[Tuple[int, Tuple[int, int, int]]] = []
-        for item in b._rare:
-            rec, kind, g = item[0], item[1], item[2]
-            if kind == BATCH_SNAPSHOT:
-                ref = item[4]
-                if ref is not None:
-                    ref = (ref[0], file_ids[rec], ref[2])
-                old = ix.set_snapshot(g, item[3], ref)
-            elif kind == BATCH_PUT:
-                ix.kv_put(g, item[3], item[4], positions[rec], release)
-                continue
-            elif kind == BATCH_DELETE:
-                ix.kv_delete(g, item[3], release)
-                continue
-            else:
-                old = ix.forget(g, release)
-            if old is not None:
-                superseded.append((g, old))
-        if release:
-            check(lib.prl_log_release(self._h, len(release), _fb("uint64_t[]", release)),
-                  "release")
-        self._supersede_locked(superseded, lsn)
-
-    def _supersede_locked(self, superseded: List[Tuple[int, Tuple[int, int, int]]],
-                          lsn: int) -> None:
-        """Snapshot files no longer referenced go once batch `lsn` is durable."""
-        for g, ref in superseded:
-            st = self._index.get(g)
-            if st is None or st.snap_ref != ref:  # a rewrite re-references its own file
-                self._pending_deletes.append((lsn, g, ref[1]))
-        if self._pending_deletes:
-            self._reap_deletes_locked()
-
-    def _raise_batch_error(self, rc: int) -> None:
-        if rc in (lib.PRL_E_INVALID_BATCH, lib.PRL_E_TOO_LARGE):
-            raise_batch_error(rc, self._batch_res, self.segment_size)
-        self._raise_write_error(rc)
-
     def _report_recycle_errors_locked(self, count: int, errno_: int) -> None:
         """Recycling an emptied segment failed (a rename, unlink or directory
         sync; the C preparer retries each a second later)."""
@@ -350,49 +248,11 @@ class Engine:
                     self.path, new, os.strerror(errno_),
                     extra=fields(self.path, recycle_errors=count, errno=errno_))
 
-    def _write_plan_locked(self, plan: Plan, flags: int = 0) -> int:
-        """Store the plan's snapshot files, write its records, apply its ops
-        to the index; returns the batch's lsn.  Nothing changes on error."""
-        n = len(plan.types)
-        written: List[Tuple[int, int]] = []
-        try:
-            for g, fid, data in plan.snapshot_files:
-                self._snapshots.write(g, fid, data)
-                written.append((g, fid))
-            payload = b"".join(plan.payloads)
-            positions = array("Q", bytes(8 * n))
-            lsn = ffi.new("uint64_t *")
-            types, auxs, groups, indexes, terms, lens = plan.arrays()
-            copies = plan.copies()
-            rc = lib.prl_log_write(
-                self._h, n, _fb("uint8_t[]", types), _fb("uint8_t[]", auxs),
-                _fb("uint64_t[]", groups), _fb("uint64_t[]", indexes),
-                _fb("uint64_t[]", terms), _fb("uint32_t[]", lens),
-                ffi.NULL if copies is None else _fb("uint64_t[]", copies),
-                _fb("uint8_t[]", payload), len(payload),
-                flags, lsn, _fb("uint64_t[]", positions))
-            if rc:
-                self._raise_write_error(rc)
-        except BaseException:
-            for g, fid in written:
-                self._snapshots.delete(g, fid)
-            raise
-        release = array("Q")
-        superseded: List[Tuple[int, Tuple[int, int, int]]] = []
-        apply_ops(self._index, plan.ops, positions, release, superseded)
-        if release:
-            check(lib.prl_log_release(self._h, len(release), _fb("uint64_t[]", release)),
-                  "release")
-        self._index.flush_release(self._h)
-        ticket_lsn = int(lsn[0])
-        self._supersede_locked(superseded, ticket_lsn)
-        return ticket_lsn
-
     def _watch_locked(self) -> None:
         """Reports what the C threads cannot log themselves.  Called when disk
         use changed (a segment was created, recycled or deleted), which is
         also when a rotation that found no prepared file created one."""
-        s = self._stats_buf
+        s = self._store.stats_buf
         lib.prl_log_stats(self._h, s)
         if s.poison_errno:
             self._core.note_poison(int(s.poison_errno))
@@ -410,14 +270,6 @@ class Engine:
                         extra=fields(self.path, prepare_stalls=n,
                                      prepare_stalls_total=self._stalls_seen))
 
-    def _raise_write_error(self, rc: int) -> None:
-        """A failed write: PoisonedError if the log is poisoned (sticky),
-        otherwise the OSError of what failed (e.g. ENOSPC creating the next
-        segment: nothing was written, a later write may succeed)."""
-        if -1000 < rc < 0:  # -errno (PRL_E_* codes are below -1000)
-            raise OSError(-rc, f"write: opening the next segment failed: {os.strerror(-rc)}")
-        self._core.raise_for(rc, "write")
-
     def purge(self, max_bytes: Optional[int] = None) -> int:
         """Rewrite the groups that pin the oldest segments at the head of the
         log so those segments can be recycled; returns the bytes rewritten.
@@ -427,47 +279,13 @@ class Engine:
         self._check()
         return self._purger.purge(max_bytes=max_bytes, force=True)
 
-    def _disk_bytes(self) -> int:
-        return int(lib.prl_log_disk_bytes(self._h))
-
-    def _oldest_live_seq(self) -> Optional[int]:
-        seq = ffi.new("uint64_t[2]")
-        lib.prl_log_oldest_live(self._h, seq, seq + 1)
-        return int(seq[0]) or None
-
-    def _active_seq(self) -> int:
-        with self._lock:
-            self._check()
-            return self._active_seq_locked()
-
-    def _active_seq_locked(self) -> int:
-        lib.prl_log_stats(self._h, self._stats_buf)
-        return int(self._stats_buf.active_seq)
-
     def sync(self) -> None:
         """Block until everything written so far is durable."""
-        with self._lock:
-            self._check()
-            written = self._lsns_locked()[1]
+        store = self._store
+        with store.lock:
+            store.check()
+            written = store.lsns_locked()[1]
         Ticket(self._core, written).wait()
-
-    def _lsns_locked(self) -> Tuple[int, int, int]:
-        st = self._stats_buf
-        lib.prl_log_stats(self._h, st)
-        return int(st.next_lsn), int(st.written_lsn), int(st.durable_lsn)
-
-    def _next_lsn_locked(self) -> int:
-        return self._lsns_locked()[0]
-
-    def _reap_deletes_locked(self, final: bool = False) -> None:
-        """Delete snapshot files whose superseding record is durable."""
-        durable = self._lsns_locked()[2]
-        q = self._pending_deletes
-        while q and q[0][0] <= durable:
-            _, g, fid = q.popleft()
-            self._snapshots.delete(g, fid)
-        if final:
-            q.clear()  # not durable: recovery keeps or removes them by what the log says
 
     # -- reading -----------------------------------------------------------
 
@@ -481,17 +299,17 @@ class Engine:
         return self._index.bounds(check_u64(group, "group")) or (0, 0, 0)
 
     def first_index(self, group: int) -> int:
-        with self._lock:
+        with self._store.lock:
             return self._bounds_locked(group)[0] + 1
 
     def last_index(self, group: int) -> int:
-        with self._lock:
+        with self._store.lock:
             return self._bounds_locked(group)[2]
 
     def term(self, group: int, index: int) -> int:
         """Term of entry `index`, for first_index-1 <= index <= last_index."""
         i = check_u64(index, "index")
-        with self._lock:
+        with self._store.lock:
             self._check()
             t = self._index.term(check_u64(group, "group"), i)
             if t is not None:  # the common case: in range
@@ -511,7 +329,7 @@ class Engine:
         hi = check_u64(hi, "hi")
         if max_size is not None:
             max_size = check_u64(max_size, "max_size")
-        with self._lock:
+        with self._store.lock:
             self._range_locked(group, lo, hi)
             if lo == hi:
                 return []
@@ -539,7 +357,8 @@ class Engine:
         pos = self._index.positions(group, lo, hi)
         n = len(pos)
         pbuf = _fb("uint64_t[]", pos)
-        lens, auxs, size = self._read_meta_locked(pbuf, n)
+        store = self._store
+        lens, auxs, size = store.read_meta_locked(pbuf, n)
         if max_size is not None and size > max_size:
             acc = 0
             for k, ln in enumerate(lens):
@@ -548,65 +367,42 @@ class Engine:
                     n = max(k, 1)
                     break
             size = sum(lens[:n])
-        buf = bytearray(size)
-        check(lib.prl_log_read_data(self._h, n, pbuf, _fb("uint8_t[]", buf), size), "read")
+        data = store.read_data_locked(pbuf, n, size)
         terms = self._index.term_array(group, lo, lo + n).tolist()
-        data = bytes(buf)
         ends = list(accumulate(lens[:n]))
         datas = [data[a:b] for a, b in zip([0] + ends, ends)]
         # tuple.__new__ skips the NamedTuple's Python-level __new__ (fields are checked)
         return list(map(_new_entry, zip(range(lo, lo + n), terms, datas, auxs[:n])))
-
-    def _read_meta_locked(self, pbuf: Any, n: int) -> Tuple[array[int], array[int], int]:
-        """Payload lengths, aux bytes and total payload of the n records at
-        the positions in `pbuf`."""
-        lens = array("I", bytes(4 * n))
-        auxs = array("B", bytes(n))
-        total = ffi.new("uint64_t *")
-        check(lib.prl_log_read_meta(self._h, n, pbuf, _fb("uint32_t[]", lens),
-                                    _fb("uint8_t[]", auxs), total), "read")
-        return lens, auxs, int(total[0])
-
-    def _drop_staged_locked(self, group: int) -> None:
-        """A purge rewrite given up: its staged records are not needed."""
-        dead = array("Q", self._index.drop_staged(group))
-        if dead and not self._closed:
-            check(lib.prl_log_release(self._h, len(dead), _fb("uint64_t[]", dead)), "release")
-
-    def _entry_lens_locked(self, st: GroupState) -> "np.ndarray":
-        """Payload lengths of all of a group's entries (for a purge rewrite)."""
-        lens = self._read_meta_locked(_fb("uint64_t[]", st.positions), len(st.positions))[0]
-        return np.frombuffer(lens, np.uint32)
 
     def terms(self, group: int, lo: int, hi: int) -> "np.ndarray":
         """Terms of entries [lo, hi) as a numpy uint64 array, without Entry
         objects or reading the log; the same range rules as `entries`."""
         lo = check_u64(lo, "lo")
         hi = check_u64(hi, "hi")
-        with self._lock:
+        with self._store.lock:
             self._range_locked(group, lo, hi)
             return self._index.term_array(group, lo, hi)
 
     def initial_state(self, group: int) -> Tuple[HardState, ConfState]:
-        with self._lock:
+        with self._store.lock:
             self._check()
             return self._index.initial_state(check_u64(group, "group"))
 
     def snapshot(self, group: int) -> Snapshot:
         """The latest snapshot, its data read back (and verified) from its file."""
-        with self._lock:
+        with self._store.lock:
             st = self._state(group)
             if st is None:
                 return EMPTY_SNAPSHOT
             meta, ref = st.snap_meta, st.snap_ref
             g = check_u64(group, "group")
             # read under the lock: a newer snapshot cannot delete this file meanwhile
-            data = self._snapshots.read(g, ref) if ref else b""
+            data = self._store.snapshots.read(g, ref) if ref else b""
         return Snapshot(meta, data)
 
     def get(self, group: int, key: bytes) -> Optional[bytes]:
         k = check_bytes(key, "key")
-        with self._lock:
+        with self._store.lock:
             st = self._state(group)
             v = st.kv.get(k) if st is not None and st.kv else None
             return v[0] if v is not None else None
@@ -619,7 +415,7 @@ class Engine:
         """The ids of the groups that have any state, ascending, as a numpy
         uint64 array (a copy): for a million groups, no Python int per group
         until the caller wants one."""
-        with self._lock:
+        with self._store.lock:
             self._check()
             ids = self._index.id_array()
         ids.sort()
@@ -631,9 +427,9 @@ class Engine:
 
     def stats(self) -> Dict[str, Any]:
         """Counters and gauges; see the README for each key."""
-        with self._lock:
+        with self._store.lock:
             self._check()
-            s = self._stats_buf
+            s = self._store.stats_buf
             lib.prl_log_stats(self._h, s)
             if s.poison_errno:
                 self._core.note_poison(int(s.poison_errno))

@@ -232,6 +232,14 @@ class GroupIndex:
         """(group, file id) of every snapshot file the index refers to."""
         return {(g, ref[1]) for g, (_, ref) in self._snaps.items() if ref}
 
+    def kv_spaces(self) -> Iterator[Tuple[int, Dict[bytes, Tuple[bytes, int]]]]:
+        """(group, {key: (value, position)}) of every group with key-value pairs."""
+        return iter(self._kv.items())
+
+    def kv_positions(self) -> array[int]:
+        """Positions of every key-value record the index holds."""
+        return array("Q", [p for d in self._kv.values() for _, p in d.values()])
+
     def entry_count(self) -> int:
         lib.prl_index_stats(self.h, self._stats)
         return int(self._stats.entries)

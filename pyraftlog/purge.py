@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
-from . import plan as P
+from . import ops as O
 from . import record as R
-from ._native import ffi, lib
+from ._native import lib
 from .errors import ClosedError, PoisonedError
 from .group_index import GroupState, position_seq
 from .logger import Summary, fields, log
@@ -43,7 +43,7 @@ from .plan import Plan
 from .ticket import Ticket
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .store import Store
 
 
 # Every purge write leaves as much room in its segment as it takes, or goes
@@ -80,35 +80,26 @@ def rewrite_plan(g: int, st: GroupState, entry_lens: "np.ndarray",
     `last` are not copied but adopted from the STAGE records at positions >=
     stage_pos, written before."""
     plan = Plan()
-    plan.ops.append((P.REMOVE, g, plan.add(R.REMOVE_GROUP, g)))
+    plan.add_op(O.Remove(g))
     meta = st.snap_meta
     if st.snap_pos is not None:
-        size, file_id, crc = st.snap_ref or (0, 0, 0)
-        rec = plan.add(R.SNAPSHOT, g, meta.index, meta.term,
-                       R.encode_snapshot(meta.conf_state, size, file_id, crc))
-        plan.ops.append((P.SNAPSHOT, g, meta, st.snap_ref, rec))
+        plan.add_op(O.SetSnapshot(g, meta, st.snap_ref))
     if st.base_index and (st.snap_pos is None or st.base_index != meta.index):
-        rec = plan.add(R.COMPACT, g, st.base_index, st.base_term)
-        plan.ops.append((P.COMPACT, g, st.base_index, st.base_term, rec))
+        plan.add_op(O.Compact(g, st.base_index, st.base_term))
     first = st.base_index + 1
     if adopt is not None:
         last, stage_pos = adopt
-        rec = plan.add(R.ADOPT, g, first, 0, R.encode_adopt(last, stage_pos))
-        plan.ops.append((P.ADOPT, g, first, last, stage_pos, rec))
+        plan.add_op(O.Adopt(g, first, last, stage_pos))
         first = last + 1
     if first <= st.last_index:
         k = first - st.base_index - 1
         # retyped: an entry adopted by an earlier rewrite lives in a STAGE record
-        lo = plan.add_copies(st.positions[k:], entry_lens[k:], retype=R.ENTRY)
-        plan.ops.append((P.APPEND_COPIES, g, first, st.term_array(first, st.last_index + 1),
-                         lo, len(plan.types)))
+        plan.add_copies(O.Append(g, first, st.term_array(first, st.last_index + 1)),
+                        st.positions[k:], entry_lens[k:])
     if st.hs_pos is not None:
-        hs = st.hard_state
-        rec = plan.add(R.HARD_STATE, g, hs.commit, hs.term, R.encode_hard_state(hs))
-        plan.ops.append((P.HARD_STATE, g, hs, rec))
+        plan.add_op(O.SetHardState(g, st.hard_state))
     for key, (value, _) in sorted((st.kv or {}).items()):
-        rec = plan.add(R.KV_PUT, g, payload=R.encode_kv(key, value))
-        plan.ops.append((P.PUT, g, key, value, rec))
+        plan.add_op(O.Put(g, key, value))
     return plan
 
 
@@ -142,8 +133,9 @@ class Purger:
     """Runs purge steps: on demand (`Engine.purge`) and from a background
     thread woken by writes once disk use passes the threshold."""
 
-    def __init__(self, engine: "Engine", stage_bytes: int):
-        self.engine = engine
+    def __init__(self, store: "Store", threshold: int, stage_bytes: int):
+        self.store = store
+        self.threshold = threshold  # disk use past which the background purger rewrites
         self.rewritten_bytes = 0
         self.rewritten_groups = 0
         self.skipped_groups = 0   # live state larger than one batch can hold
@@ -180,7 +172,7 @@ class Purger:
     def _log_summary(self, s: Optional[Dict[str, int]]) -> None:
         if not s:
             return
-        path = self.engine.path
+        path = self.store.path
         log.info("%s: purge rewrote %d bytes of %d lagging groups in %d passes at the head of "
                  "the log so their oldest segments can be recycled", path, s["bytes"],
                  s["groups"], s["passes"],
@@ -196,13 +188,13 @@ class Purger:
                 self.purge()
             except (ClosedError, PoisonedError) as exc:
                 # closing ends purging; poisoning was logged where it was seen
-                log.debug("%s: background purge stopped: %s", self.engine.path, exc,
-                          extra=fields(self.engine.path))
+                log.debug("%s: background purge stopped: %s", self.store.path, exc,
+                          extra=fields(self.store.path))
             except Exception as exc:
                 if not self._stop:
                     log.warning("%s: background purge pass failed (the next write past "
-                                "purge_threshold tries again): %s", self.engine.path, exc,
-                                extra=fields(self.engine.path))
+                                "purge_threshold tries again): %s", self.store.path, exc,
+                                extra=fields(self.store.path))
 
     def purge(self, max_bytes: Optional[int] = None, force: bool = False) -> int:
         """Rewrite groups pinning the oldest segments while disk use exceeds
@@ -212,20 +204,22 @@ class Purger:
             done = 0
             groups_before = self.rewritten_groups
             tried: set[int] = set()
-            eng = self.engine
+            store = self.store
             # Only what lies behind the head as of now: the rewritten groups
             # land in new segments, which this call must not chase.
-            limit = eng._active_seq()
-            while not self._stop and (force or eng._disk_bytes() > eng.purge_threshold):
-                seq = eng._oldest_live_seq()
+            with store.lock:
+                store.check()
+                limit = store.active_seq_locked()
+            while not self._stop and (force or store.disk_bytes() > self.threshold):
+                seq = store.oldest_live_seq()
                 if seq is None or seq in tried or seq >= limit:
                     break
                 # Rewrite only what lies half a threshold (and at least two
                 # segments) behind the head: a rewritten group then waits that
                 # long before its next rewrite, which bounds the write
                 # amplification of a group that never compacts.
-                behind = (limit - seq) * eng.segment_size
-                if not force and behind < max(eng.purge_threshold // 2, 2 * eng.segment_size):
+                behind = (limit - seq) * store.segment_size
+                if not force and behind < max(self.threshold // 2, 2 * store.segment_size):
                     break
                 tried.add(seq)
                 n = self._rewrite_pinners(seq, None if max_bytes is None else max_bytes - done)
@@ -243,13 +237,13 @@ class Purger:
         lately (a group that lags keeps lagging, and is then usually the
         only pinner), then, if `seq` still holds live records, the ones a
         search finds.  Stops early once `budget` bytes are written."""
-        eng = self.engine
+        store = self.store
         done = 0
         for search in (False, True):
             for g in self._search(seq) if search else list(self._recent):
                 if budget is not None and done >= budget:
                     return done
-                if eng._oldest_live_seq() != seq:
+                if store.oldest_live_seq() != seq:
                     return done  # seq holds nothing live any more
                 n = self._rewrite_group(g, seq)
                 if n:
@@ -260,7 +254,7 @@ class Purger:
                     self._recent[g] = None
                     while len(self._recent) > RECENT:
                         del self._recent[next(iter(self._recent))]
-            if eng._oldest_live_seq() != seq:
+            if store.oldest_live_seq() != seq:
                 break
         return done
 
@@ -268,24 +262,17 @@ class Purger:
         """The groups pinning segment `seq`: the C index walked a slice at a
         time (the engine lock and the GIL are let go between slices), then
         the key-value spaces Python keeps."""
-        eng = self.engine
+        store = self.store
         pinners: List[int] = []
         out = np.empty(PIN_SLICE, np.uint64)
-        n, nxt = ffi.new("uint32_t *"), ffi.new("uint32_t *")
         start = 0
         while not self._stop:
-            with eng._lock:
-                eng._check()
-                ix = eng._index
-                head = eng._active_seq_locked()
-                lib.prl_index_pinners(ix.h, seq, head, start, PIN_SLICE,
-                                      ffi.from_buffer("uint64_t[]", out), n, nxt)
-                pinners += out[:n[0]].tolist()
-                start = int(nxt[0])
-                if not start:
-                    pinners += [g for g, kv in ix._kv.items()
-                                if any(position_seq(p, head) <= seq for _, p in kv.values())]
-                    break
+            with store.lock:
+                store.check()
+                found, start = store.pinners_locked(seq, start, PIN_SLICE, out)
+            pinners += found
+            if not start:
+                break
             _pause()
         return list(dict.fromkeys(pinners))
 
@@ -296,14 +283,14 @@ class Purger:
         rewrite never holds the engine lock, or delays the next sync, by more
         than one small batch; the final batch then adopts the staged entries
         if they are still the group's, and copies what came after them."""
-        eng = self.engine
+        store = self.store
         _pause()
-        with eng._lock:
-            eng._check()
-            st = eng._index.get(g)
-            if st is None or oldest_seq(st, eng._active_seq_locked()) > seq:
+        with store.lock:
+            store.check()
+            st = store.index.get(g)
+            if st is None or oldest_seq(st, store.active_seq_locked()) > seq:
                 return 0
-            lens = eng._entry_lens_locked(st)
+            lens = store.entry_lens_locked(st)
             if int(lens.sum()) + R.RECORD_HEADER_SIZE * len(lens) <= self.stage_bytes:
                 return self._write_whole_locked(g, rewrite_plan(g, st, lens), seq)
             first = st.base_index + 1
@@ -316,9 +303,9 @@ class Purger:
                 _pause()
                 if self._stop:
                     return done  # closing: the staged records are released below
-                with eng._lock:
-                    eng._check()
-                    st = eng._index.get(g)
+                with store.lock:
+                    store.check()
+                    st = store.index.get(g)
                     if not unchanged(st, first, positions, lo, hi):
                         return done  # truncated or removed meanwhile: a later purge retries
                     assert st is not None
@@ -326,37 +313,36 @@ class Purger:
                     if lo >= hi:
                         continue
                     plan = Plan()
-                    k = plan.add_copies(array("Q", positions[lo:hi].tobytes()), lens[lo:hi],
-                                        retype=R.STAGE)
-                    plan.ops.append((P.STAGE, g, first + lo, terms[lo:hi], k, len(plan.types)))
-                    lsn = eng._write_plan_locked(plan, ROOMY)
+                    plan.add_copies(O.Stage(g, first + lo, terms[lo:hi]),
+                                    array("Q", positions[lo:hi].tobytes()), lens[lo:hi])
+                    lsn = store.write_plan_locked(plan, ROOMY)
                     done += plan.size
                 # paced: a staged batch is durable before the next, and the
                 # disk then gets as long again for foreground syncs alone,
                 # unless disk use grew by another segment meanwhile
                 t0 = time.monotonic()
-                Ticket(eng._core, lsn).wait()
-                if eng._disk_bytes() <= eng.purge_threshold + eng.segment_size:
+                Ticket(store.core, lsn).wait()
+                if store.disk_bytes() <= self.threshold + store.segment_size:
                     time.sleep(min(0.01, time.monotonic() - t0))
             _pause()
-            with eng._lock:
-                eng._check()
-                st = eng._index.get(g)
+            with store.lock:
+                store.check()
+                st = store.index.get(g)
                 last = first + len(positions) - 1
                 if st is None or not unchanged(st, first, positions, 0, len(positions)):
                     return done
                 # adopt the staged entries the group still holds, from its
                 # first; if it was compacted past them all, copy it whole
                 a, b = st.base_index + 1, min(last, st.last_index)
-                adopt = (b, eng._index.staged_from(g)) if first <= a <= b else None
-                plan = rewrite_plan(g, st, eng._entry_lens_locked(st), adopt)
+                adopt = (b, store.index.staged_from(g)) if first <= a <= b else None
+                plan = rewrite_plan(g, st, store.entry_lens_locked(st), adopt)
                 n = self._write_whole_locked(g, plan, seq)
                 adopted = n > 0 and adopt is not None  # else the finally below releases them
                 return done + n
         finally:
             if not adopted:
-                with eng._lock:
-                    eng._drop_staged_locked(g)
+                with store.lock:
+                    store.drop_staged_locked(g)
 
     def _write_whole_locked(self, g: int, plan: Plan, seq: int) -> int:
         """Writes a group's rewrite batch; returns its size, or 0 if it is
@@ -365,12 +351,12 @@ class Purger:
             self.skipped_groups += 1
             if g not in self._too_large:  # once per group: every purge pass meets it again
                 self._too_large.add(g)
-                path = self.engine.path
+                path = self.store.path
                 log.warning("%s: group %d needs a rewrite batch of %d bytes, more than the "
                             "largest segment; it cannot be rewritten and pins segment %d",
                             path, g, plan.size, seq,
                             extra=fields(path, group=g, bytes=plan.size, seq=seq))
             return 0
         # a group larger than a segment (its kv pairs) gets a segment of its own
-        self.engine._write_plan_locked(plan, ROOMY | lib.PRL_WRITE_OVERSIZE)
+        self.store.write_plan_locked(plan, ROOMY | lib.PRL_WRITE_OVERSIZE)
         return plan.size

@@ -29,15 +29,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import plan as P
+from . import ops as O
 from . import record as R
 from ._native import REASONS, check, ffi, is_clean_end, lib
 from .directory import check_regular
 from .errors import CorruptionError
 from .group_index import GroupIndex, SnapRef
 from .logger import fields, log
-from .plan import Op, apply_ops
-from .types import SnapshotMeta
+from .ops import apply_ops
 
 STRICT, TOLERATE_TAIL, TOLERATE_ANY = "strict", "tolerate_tail", "tolerate_any"
 MODES = (STRICT, TOLERATE_TAIL, TOLERATE_ANY)
@@ -165,7 +164,7 @@ class Scanner:
         if simple.all():
             self._bulk(index, 0, n, pos_np, votes)
             return 0
-        ops: Dict[int, Op] = {}
+        ops: Dict[int, O.Op] = {}
         bad_batches = set()
         batch_of = np.repeat(np.arange(nb), self.b_cnt[:nb])
         # a run of STAGE records is one op at its first record; the rest of
@@ -180,8 +179,8 @@ class Scanner:
                 continue  # in ops already, a run at a time
             payload = mem[o + R.RECORD_HEADER_SIZE:o + R.RECORD_HEADER_SIZE + int(self.r_len[k])]
             try:
-                ops[k] = _decode(t, int(self.r_group[k]), int(self.r_index[k]),
-                                 int(self.r_term[k]), payload, k)
+                ops[k] = O.decode(t, int(self.r_group[k]), int(self.r_index[k]),
+                                  int(self.r_term[k]), bytes(payload), k)
             except ValueError as exc:
                 if not skip_bad:
                     raise CorruptionError(path, o, f"bad {R.NAMES[t]} payload: {exc}") from None
@@ -198,12 +197,14 @@ class Scanner:
             prev = k + 1
             if k < n and k in ops and (not bad_batches or int(batch_of[k]) not in bad_batches):
                 op = ops[k]
-                apply_ops(index, [op], positions, release, superseded)
-                if op[0] == P.STAGE:
-                    prev = op[5]  # past the run
+                freed = apply_ops(index, [op], positions)
+                release.extend(freed.release)
+                superseded.extend(freed.superseded)
+                if isinstance(op, O.Stage):
+                    prev = op.hi  # past the run
         return len(bad_batches)
 
-    def _stage_ops(self, n: int, batch_of: np.ndarray, ops: Dict[int, Op]) -> List[int]:
+    def _stage_ops(self, n: int, batch_of: np.ndarray, ops: Dict[int, O.Op]) -> List[int]:
         """One STAGE op per run of STAGE records among the first n that
         follow each other in one batch, of one group, with consecutive
         indexes (a purge's staged batch is one run), keyed by its first
@@ -220,7 +221,7 @@ class Scanner:
         out = []
         for a, e in zip(heads, heads[1:] + [len(ks)]):
             k = int(ks[a])
-            ops[k] = (P.STAGE, int(g[a]), int(ix[a]), terms[a:e].copy(), k, k + e - a)
+            ops[k] = O.Stage(int(g[a]), int(ix[a]), terms[a:e].copy(), k, k + e - a)
             out.append(k)
         return out
 
@@ -233,30 +234,6 @@ class Scanner:
             index.h, e - s, fb("uint8_t[]", self.r_type[s:e]), fb("uint64_t[]", self.r_group[s:e]),
             fb("uint64_t[]", self.r_index[s:e]), fb("uint64_t[]", self.r_term[s:e]),
             fb("uint64_t[]", pos_np[s:e]), fb("uint64_t[]", votes[s:e])), "replay")
-
-
-def _decode(t: int, g: int, index: int, term: int, payload: memoryview, k: int) -> Op:
-    if t == R.HARD_STATE:
-        return (P.HARD_STATE, g, R.decode_hard_state(term, index, bytes(payload)), k)
-    if t == R.SNAPSHOT:
-        cs, size, file_id, crc = R.decode_snapshot(bytes(payload))
-        ref = (size, file_id, crc) if size else None
-        return (P.SNAPSHOT, g, SnapshotMeta(index, term, cs), ref, k)
-    if t == R.COMPACT:
-        return (P.COMPACT, g, index, term, k)
-    if t == R.TRUNCATE:
-        return (P.TRUNCATE, g, index, k)
-    if t == R.KV_PUT:
-        key, value = R.decode_kv(payload)
-        return (P.PUT, g, key, value, k)
-    if t == R.KV_DELETE:
-        return (P.DELETE, g, bytes(payload), k)
-    if t == R.REMOVE_GROUP:
-        return (P.REMOVE, g, k)
-    if t == R.ADOPT:
-        last, stage_pos = R.decode_adopt(payload)
-        return (P.ADOPT, g, index, last, stage_pos, k)
-    raise ValueError(f"unknown record type {t}")
 
 
 def probe(base: Any, size: int, seq: int, offset: int, min_lsn: int) -> Optional[Found]:
@@ -506,7 +483,7 @@ def retain_live(handle: Any, index: GroupIndex) -> None:
     live = np.empty(int(n[0]), np.uint64)
     check(lib.prl_index_live_positions(index.h, ffi.from_buffer("uint64_t[]", live), len(live), n),
           "live positions")
-    kv = array("Q", [p for d in index._kv.values() for _, p in d.values()])
+    kv = index.kv_positions()
     step = 1 << 30  # prl_log_retain counts in uint32
     for part in (live, kv):
         for k in range(0, len(part), step):

@@ -161,7 +161,7 @@ def test_poisoning_is_one_error(log_dir, caplog):
                     append(log, 1, 2, 1)
             assert log.stats()["poisoned_errno"] == errno.EIO
         finally:
-            log.close() if not log._closed else None
+            log.close() if not log._closed() else None
     err = records(caplog, logging.ERROR)
     assert len(err) == 1 and "poisoned" in err[0].getMessage()
     assert err[0].pyraftlog_dir == str(log_dir) and err[0].pyraftlog_errno == errno.EIO

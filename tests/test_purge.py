@@ -72,9 +72,9 @@ def test_purge_on_demand_rewrites_the_oldest_pinners(open_log, log_dir):
     for k in range(8):  # other groups fill segments behind group 5
         append(log, 6, 1 + 100 * k, 100, size=300, compact_to=100 * k or None).wait()
     before = state(log)
-    oldest = log._oldest_live_seq()
+    oldest = log._store.oldest_live_seq()
     assert log.purge() > 0
-    assert log._oldest_live_seq() > oldest
+    assert log._store.oldest_live_seq() > oldest
     assert state(log) == before
     assert wait_until(lambda: "0000000000000001.seg" not in os.listdir(log_dir))
     log.close()
@@ -202,7 +202,7 @@ def _interfere_during_staging(monkeypatch, log, action):
 
     def pause():
         real()
-        if not done and len(log._index.staged.get(1, ())) >= 3:
+        if not done and len(log._store.index.staged.get(1, ())) >= 3:
             done.append(True)
             action()
     monkeypatch.setattr(P, "_pause", pause)
@@ -240,12 +240,12 @@ def test_staged_rewrite_with_writes_in_between(open_log, monkeypatch, case):
     live), so no staged record given up pins a segment."""
     log, m = _staged_setup(open_log)
     done = _interfere_during_staging(monkeypatch, log, lambda: m.write(STAGED_CASES[case]))
-    oldest = log._oldest_live_seq()
+    oldest = log._store.oldest_live_seq()
     assert log.purge() > 0
     assert done
     m.check()
     if case in ("append", "compact", "compact_past_all", "snapshot"):
-        assert log._oldest_live_seq() > oldest  # group 1 was rewritten forward
+        assert log._store.oldest_live_seq() > oldest  # group 1 was rewritten forward
     live = log.stats()["live_bytes"]
     monkeypatch.undo()
     log.close()
@@ -286,7 +286,7 @@ def test_close_does_not_wait_for_a_long_staged_rewrite(open_log, log_dir):
     log.write(WriteBatch().append(1, [Entry(i, 1, b"e") for i in range(1, 20001)])).wait()
     for k in range(4):  # past the threshold: the background purger starts on group 1
         append(log, 2, 1 + 2000 * k, 2000, size=300, compact_to=2000 * k or None).wait()
-    assert wait_until(lambda: log._index.staged.get(1))  # staging has begun
+    assert wait_until(lambda: log._store.index.staged.get(1))  # staging has begun
     before = state(log)
     t0 = time.monotonic()
     log.close()

@@ -101,7 +101,7 @@ import sys, os, pyraftlog
 from pyraftlog import Snapshot, SnapshotMeta, WriteBatch
 log = pyraftlog.open(sys.argv[1], sync=False)
 log.write(WriteBatch().apply_snapshot(1, Snapshot(SnapshotMeta(5, 1), b"kept"))).wait()
-log._snapshots.write(1, 999 << 16, b"orphan")
+log._store.snapshots.write(1, 999 << 16, b"orphan")
 open(os.path.join(sys.argv[1], "snapshots", "x.snap.tmp"), "wb").write(b"junk")
 os._exit(0)
 """
