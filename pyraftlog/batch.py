@@ -6,7 +6,8 @@ ValueError) and leaves the batch as it was if it raises.  Checks against
 the log's state happen in `Engine.write`, in C (csrc/batch.c), which also
 fills in what only the log knows: a compaction's term.  Operations whose
 state Python keeps (snapshot metadata, the key-value space, removal) are
-also listed in `_rare`, to be applied once the records are written."""
+also kept as ops (pyraftlog/ops.py) in `_rare`, whose Python half
+(`Op.keep`) is applied once the records are written."""
 from __future__ import annotations
 
 import struct
@@ -14,6 +15,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import ops as O
 from . import record as R
 from ._native import crc32c
 from .types import (
@@ -36,8 +38,6 @@ _HEADER_DTYPE = np.dtype([("type", "u1"), ("aux", "u1"), ("reserved", "<u2"), ("
                           ("group", "<u8"), ("index", "<u8"), ("term", "<u8")])
 assert _HEADER_DTYPE.itemsize == _HEADER.size
 _PAD = tuple(bytes((8 - k) & 7) for k in range(8))  # zeros after a payload of length = k mod 8
-# kinds of `_rare` operations
-SNAPSHOT, PUT, DELETE, REMOVE = range(4)
 
 
 class WriteBatch:
@@ -49,10 +49,10 @@ class WriteBatch:
         self._buf = bytearray()
         self._n = 0           # records
         self._nops = 0        # operations added (len)
-        # (record number, kind, group, args...) for SNAPSHOT, PUT, DELETE, REMOVE
-        self._rare: List[Tuple[Any, ...]] = []
-        # snapshots with data: (record number, offset of file_id in _buf, group, data)
-        self._snaps: List[Tuple[int, int, int, bytes]] = []
+        # ops whose state Python keeps: SetSnapshot, Put, Delete, Remove
+        self._rare: List[O.Op] = []
+        # snapshots with data: (their op, offset of file_id in _buf, data)
+        self._snaps: List[Tuple[O.SetSnapshot, int, bytes]] = []
 
     def __len__(self) -> int:
         return self._nops
@@ -183,10 +183,10 @@ class WriteBatch:
             raise ValueError("too many snapshots with data in one batch")
         at = len(self._buf) + R.RECORD_HEADER_SIZE + 8  # after data_size
         k = self._record(R.SNAPSHOT, g, meta.index, meta.term, payload)
-        ref = (len(data), 0, crc) if data else None
-        self._rare.append((k, SNAPSHOT, g, meta, ref))
+        op = O.SetSnapshot(g, meta, (len(data), 0, crc) if data else None, k)
+        self._rare.append(op)
         if data:
-            self._snaps.append((k, at, g, data))
+            self._snaps.append((op, at, data))
         return self
 
     def compact(self, group: int, index: int) -> "WriteBatch":
@@ -203,20 +203,20 @@ class WriteBatch:
     def put(self, group: int, key: bytes, value: bytes) -> "WriteBatch":
         g, k, v = check_u64(group, "group"), check_bytes(key, "key"), check_bytes(value, "value")
         rec = self._record(R.KV_PUT, g, payload=R.encode_kv(k, v))
-        self._rare.append((rec, PUT, g, k, v))
+        self._rare.append(O.Put(g, k, v, rec))
         return self
 
     def delete(self, group: int, key: bytes) -> "WriteBatch":
         g, k = check_u64(group, "group"), check_bytes(key, "key")
         rec = self._record(R.KV_DELETE, g, payload=k)
-        self._rare.append((rec, DELETE, g, k))
+        self._rare.append(O.Delete(g, k, rec))
         return self
 
     def remove_group(self, group: int) -> "WriteBatch":
         """Remove the group and all its state, as if it was never written."""
         g = check_u64(group, "group")
         rec = self._record(R.REMOVE_GROUP, g)
-        self._rare.append((rec, REMOVE, g))
+        self._rare.append(O.Remove(g, rec))
         return self
 
 

@@ -63,7 +63,12 @@ class Op:
         return cls(g, k)
 
     def apply(self, a: Applied) -> None:
+        """The whole change, to the C index and to what Python keeps."""
         raise NotImplementedError
+
+    def keep(self, a: Applied) -> None:
+        """The part of the change Python keeps, once C applied the rest (a
+        WriteBatch: csrc/batch.c); nothing for most record types."""
 
     def fields(self) -> Fields:
         return {}, ""
@@ -176,6 +181,11 @@ class SetSnapshot(Op):
         if old is not None:
             a.superseded.append((self.group, old))
 
+    def keep(self, a: Applied) -> None:
+        old = a.index.set_snapshot(self.group, self.meta, self.ref)
+        if old is not None:
+            a.superseded.append((self.group, old))
+
     def fields(self) -> Fields:
         cs: ConfState = self.meta.conf_state
         lists = {"voters": list(cs.voters), "learners": list(cs.learners),
@@ -253,6 +263,9 @@ class Put(Op):
     def apply(self, a: Applied) -> None:
         a.index.put(self.group, self.key, self.value, a.pos(self.k), a.release)
 
+    def keep(self, a: Applied) -> None:
+        a.index.kv_put(self.group, self.key, self.value, a.pos(self.k), a.release)
+
     def fields(self) -> Fields:
         return self.describe_kv(-1)
 
@@ -292,6 +305,9 @@ class Delete(Op):
         a.index.delete(self.group, self.key, a.release)
         a.release.append(a.pos(self.k))
 
+    def keep(self, a: Applied) -> None:  # C released the record itself
+        a.index.kv_delete(self.group, self.key, a.release)
+
     def fields(self) -> Fields:
         return {"key_hex": self.key.hex()}, f"key={short_bytes(self.key, -1, len(self.key))}"
 
@@ -313,6 +329,11 @@ class Remove(Op):
         if old is not None:
             a.superseded.append((self.group, old))
         a.release.append(a.pos(self.k))
+
+    def keep(self, a: Applied) -> None:  # C removed the group and released the record
+        old = a.index.forget(self.group, a.release)
+        if old is not None:
+            a.superseded.append((self.group, old))
 
 
 class Adopt(Op):

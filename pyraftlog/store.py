@@ -17,19 +17,16 @@ import struct
 import threading
 from array import array
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, List, Optional, Tuple
 
 import numpy as np
 
 from . import record as R
 from ._native import check, ffi, lib, raise_batch_error
-from .batch import DELETE as BATCH_DELETE
-from .batch import PUT as BATCH_PUT
-from .batch import SNAPSHOT as BATCH_SNAPSHOT
 from .batch import WriteBatch
 from .errors import ClosedError, RaftLogError
 from .group_index import GroupIndex, GroupState, SnapRef, position_seq
-from .ops import apply_ops
+from .ops import Applied, apply_ops
 from .plan import Plan
 from .snapshot_store import SnapshotStore
 from .ticket import Core
@@ -80,7 +77,6 @@ class Store:
         buf, n, res = b._buf, b._n, self._batch_res
         cbuf = _fb("uint8_t[]", buf)
         written: List[Tuple[int, int]] = []
-        file_ids: Dict[int, int] = {}
         if b._snaps:
             keep = bytearray(n)
             rc = lib.prl_batch_check(self.index.h, cbuf, len(buf), n, _fb("uint8_t[]", keep), res)
@@ -90,11 +86,12 @@ class Store:
                 self.raise_batch_error(rc)
             base = self.lsns_locked()[0] << 16  # docs/FORMAT.md: lsn << 16 | k
             try:
-                for k, (rec, at, g, data) in enumerate(b._snaps):
+                for k, (snap, at, data) in enumerate(b._snaps):
                     struct.pack_into("<Q", buf, at, base | k)
-                    self.snapshots.write(g, base | k, data)
-                    written.append((g, base | k))
-                    file_ids[rec] = base | k
+                    self.snapshots.write(snap.group, base | k, data)
+                    written.append((snap.group, base | k))
+                    assert snap.ref is not None
+                    snap.ref = (snap.ref[0], base | k, snap.ref[2])
             except BaseException:
                 self._unwrite(written)
                 raise
@@ -109,37 +106,16 @@ class Store:
             return 0
         lsn = int(self._lsn_out[0])
         if positions is not None:
-            self._apply_rare_locked(b, positions, file_ids, lsn)
+            # the parts Python keeps: snapshot metadata, the key-value space,
+            # what a removal forgets (C applied the rest)
+            kept = Applied(self.index, positions)
+            for op in b._rare:
+                op.keep(kept)
+            self.release_locked(kept.release)
+            self._supersede_locked(kept.superseded, lsn)
         elif self._pending_deletes:
             self.reap_deletes_locked()
         return lsn
-
-    def _apply_rare_locked(self, b: WriteBatch, positions: array[int],
-                           file_ids: Dict[int, int], lsn: int) -> None:
-        """The parts of a written batch that Python keeps: snapshot metadata,
-        the key-value space, what a removal forgets (C applied the rest)."""
-        ix = self.index
-        release = array("Q")
-        superseded: List[Tuple[int, SnapRef]] = []
-        for item in b._rare:
-            rec, kind, g = item[0], item[1], item[2]
-            if kind == BATCH_SNAPSHOT:
-                ref = item[4]
-                if ref is not None:
-                    ref = (ref[0], file_ids[rec], ref[2])
-                old = ix.set_snapshot(g, item[3], ref)
-            elif kind == BATCH_PUT:
-                ix.kv_put(g, item[3], item[4], positions[rec], release)
-                continue
-            elif kind == BATCH_DELETE:
-                ix.kv_delete(g, item[3], release)
-                continue
-            else:
-                old = ix.forget(g, release)
-            if old is not None:
-                superseded.append((g, old))
-        self.release_locked(release)
-        self._supersede_locked(superseded, lsn)
 
     def write_plan_locked(self, plan: Plan, flags: int = 0) -> int:
         """Write the plan's records, apply its ops to the index; returns the
