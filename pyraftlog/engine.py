@@ -19,6 +19,7 @@ from ._native import check, crc32c, ffi, lib
 from .batch import WriteBatch
 from .directory import DEFAULT_FILE_MODE, check_file_mode
 from .errors import (
+    FORKED,
     CompactedError,
     RaftLogError,
     UnavailableError,
@@ -30,7 +31,7 @@ from .logger import Summary, fields, log
 from .purge import Purger
 from .recovery import MODES, Recovery, list_free, retain_live
 from .snapshot_store import SnapshotStore
-from .store import FORKED, Store
+from .store import Store
 from .ticket import Core, Ticket
 from .types import EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, check_bytes, check_u64
 

@@ -1,7 +1,6 @@
 """The exceptions of pyraftlog (API.md, "Errors")."""
 from __future__ import annotations
 
-import errno as _errno
 import os
 
 
@@ -39,6 +38,9 @@ class ClosedError(RaftLogError):
     """The engine was closed."""
 
 
+FORKED = "an Engine cannot be used in a forked child; open it there anew"  # a RaftLogError
+
+
 class PoisonedError(RaftLogError, OSError):
     """A sync or write failed; the engine accepts no more writes.
 
@@ -58,5 +60,3 @@ __all__ = [
     "ClosedError",
     "PoisonedError",
 ]
-
-del _errno

@@ -24,14 +24,12 @@ import numpy as np
 from . import record as R
 from ._native import check, ffi, lib, raise_batch_error
 from .batch import WriteBatch
-from .errors import ClosedError, RaftLogError
+from .errors import FORKED, ClosedError, RaftLogError
 from .group_index import GroupIndex, GroupState, SnapRef, position_seq
 from .ops import Applied, apply_ops
 from .plan import Plan
 from .snapshot_store import SnapshotStore
 from .ticket import Core
-
-FORKED = "an Engine cannot be used in a forked child; open it there anew"
 
 
 def _fb(kind: str, buf: Any) -> Any:

@@ -22,7 +22,7 @@ import threading
 from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
 
 from ._native import ffi, lib, raise_status
-from .errors import ClosedError, PoisonedError, RaftLogError
+from .errors import FORKED, ClosedError, PoisonedError, RaftLogError
 from .logger import fields, log
 
 _NS = 1_000_000_000
@@ -111,7 +111,7 @@ class Core:
 
     def check_fork(self) -> None:
         if self.forked:
-            raise RaftLogError("an Engine cannot be used in a forked child; open it there anew")
+            raise RaftLogError(FORKED)
 
     def raise_for(self, rc: int, what: str) -> None:
         err = 0
