@@ -26,7 +26,7 @@ from pysyncobj.journal import MemoryJournal
 import pyraftlog
 from pyraftlog.contrib import pysyncobj as contrib
 from pyraftlog.contrib.pysyncobj import installation
-from pyraftlog.contrib.demo import Store, free_ports, value_for
+from pysyncobj_demo import Store, free_ports, value_for
 
 PySyncObjJournal = contrib.PyraftlogJournal
 
