@@ -74,15 +74,16 @@ profile: build
 	$(PIP) install -q py-spy
 	for w in ready_loop_pipelined threads asyncio; do $(PY) perf/profile.py --workload $$w --seconds 4 || exit 1; done
 
-# `make demo DEMO_ARGS="--metrics-port 9108"`: any option of the demo (--help)
+# `make demo DEMO_ARGS="--metrics-port 9108"`: any option of the demo (--help),
+# an example application in examples/pysyncobj_demo (not in the package)
 demo: build
-	$(PY) -m pyraftlog.contrib.demo $(DEMO_ARGS)
+	$(PY) examples/pysyncobj_demo $(DEMO_ARGS)
 
 lint: build
 	$(PIP) install -q ruff mypy
-	$(VENV)/bin/ruff check pyraftlog
+	$(VENV)/bin/ruff check pyraftlog examples
 	$(VENV)/bin/ruff check --select E9,F tests perf
-	$(VENV)/bin/mypy --strict pyraftlog
+	$(VENV)/bin/mypy --strict pyraftlog examples/pysyncobj_demo
 
 clean:
 	rm -rf build $(VENV) pyraftlog/*.so pyraftlog/_pyraftlog_c.c pyraftlog/.built *.egg-info

@@ -41,6 +41,7 @@ import time
 
 PERF_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, PERF_DIR)
+sys.path.insert(0, os.path.join(os.path.dirname(PERF_DIR), "examples"))  # pysyncobj_demo
 
 # ============================================================== child side
 
@@ -142,7 +143,7 @@ def install_synced_file_journals() -> None:
 def child_main(cfg_path: str, node: int) -> int:
     import logging
 
-    from pyraftlog.contrib import demo
+    from pysyncobj_demo import node as demo
 
     demo._die_with_parent()
     logging.basicConfig(level=logging.ERROR,
@@ -228,7 +229,7 @@ def run_cluster(cfg: harness.Config, journal: str, sync: bool, seconds: float,
     """One fresh cluster on ``journal``: warm-up, then ``seconds`` measured."""
     import psutil
 
-    from pyraftlog.contrib import demo
+    import pysyncobj_demo as demo
 
     groups, window = cfg.options["groups"], cfg.options["window"]
     workdir = cfg.workdir(f"pysyncobj-{journal}")

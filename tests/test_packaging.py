@@ -67,17 +67,34 @@ def test_version_is_defined_once():
     assert importlib.metadata.version("pyraftlog") == version
 
 
+def test_every_package_directory_is_installed():
+    """pyproject.toml lists the packages by hand: a subpackage left out of the
+    list (pyraftlog/contrib/pysyncobj/) would be missing from an installed copy;
+    and the demo application stays out of the package (examples/)."""
+    listed = tomllib.loads(read("pyproject.toml"))["tool"]["setuptools"]["packages"]
+    found = [os.path.relpath(d, ROOT).replace(os.sep, ".")
+             for d, _, files in os.walk(os.path.join(ROOT, "pyraftlog")) if "__init__.py" in files]
+    assert sorted(listed) == sorted(found)
+    assert not [rel for rel in package_sources() if "demo" in os.path.basename(rel)]
+    assert os.path.exists(os.path.join(ROOT, "examples", "pysyncobj_demo", "__main__.py"))
+
+
 # -- sdist -> fresh virtualenv ----------------------------------------------
 
 SMOKE = textwrap.dedent("""
-    import os, sys, tempfile
+    import importlib.util, os, sys, tempfile
     import pyraftlog
     import pyraftlog.contrib
     from pyraftlog import Entry, WriteBatch
+    from pyraftlog.contrib.pysyncobj import PyraftlogJournal, install  # a subpackage
 
     here = os.path.dirname(pyraftlog.__file__)
     assert here.startswith(sys.prefix), here  # the installed copy, not the source tree
     assert os.path.exists(os.path.join(here, "py.typed"))
+    # the demo is an example of the repository (examples/), not installed
+    assert importlib.util.find_spec("pyraftlog.contrib.demo") is None
+    assert importlib.util.find_spec("pysyncobj_demo") is None
+    assert not [n for _, _, files in os.walk(here) for n in files if "demo" in n], here
     with tempfile.TemporaryDirectory() as d:
         log = pyraftlog.open(d, segment_size=1 << 20)
         b = WriteBatch()
@@ -126,7 +143,10 @@ def test_sdist_builds_and_installs_in_a_fresh_venv(tmp_path):
         members = {m.name[len(top) + 1:] for m in tar.getmembers()}
     csrc = [f"csrc/{n}" for n in os.listdir(os.path.join(ROOT, "csrc")) if n.endswith((".c", ".h"))]
     needed = csrc + ["pyraftlog/py.typed", "pyraftlog/_build.py", "pyraftlog/_version.py",
-                     "pyraftlog/contrib/__init__.py", "setup.py", "pyproject.toml", "README.md"]
+                     "pyraftlog/contrib/__init__.py", "pyraftlog/contrib/pysyncobj/__init__.py",
+                     "setup.py", "pyproject.toml", "README.md",
+                     # the tests import the demo's cluster pieces from there
+                     "examples/pysyncobj_demo/__main__.py", "examples/pysyncobj_demo/store.py"]
     assert not [n for n in needed if n not in members], sorted(members)
 
     py = make_venv(tmp_path / "venv")

@@ -133,7 +133,7 @@ def test_several_engines_and_a_closed_one(tmp_path):
 
 def test_served_over_http_as_the_demo_does(engine):
     """The demo's --metrics-port: each node serves its engine on /metrics."""
-    from pyraftlog.contrib import demo
+    import pysyncobj_demo as demo
 
     fill(engine, writes=5)
     (port,) = demo.free_ports(1)

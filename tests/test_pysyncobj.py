@@ -25,7 +25,8 @@ from pysyncobj.journal import MemoryJournal
 
 import pyraftlog
 from pyraftlog.contrib import pysyncobj as contrib
-from pyraftlog.contrib.demo import Store, free_ports, value_for
+from pyraftlog.contrib.pysyncobj import installation
+from pysyncobj_demo import Store, free_ports, value_for
 
 PySyncObjJournal = contrib.PyraftlogJournal
 
@@ -646,7 +647,7 @@ def test_cluster_replicates_and_restarts_from_log(cluster_factory, monkeypatch):
     c = cluster_factory(groups=4, spy=True)
     checks = []
     c.start_all()
-    orig = contrib._ORIG["sendNextNodeIdx"]
+    orig = installation._ORIG["sendNextNodeIdx"]
 
     def checking_ack(self, *args, **kwargs):
         # runs after the hook's flush: this journal holds nothing not yet
@@ -655,7 +656,7 @@ def test_cluster_replicates_and_restarts_from_log(cluster_factory, monkeypatch):
         checks.append(j._batch is None and not j._run and
                       (j._last_needed is None or j._last_needed.done()))
         return orig(self, *args, **kwargs)
-    monkeypatch.setitem(contrib._ORIG, "sendNextNodeIdx", checking_ack)
+    monkeypatch.setitem(installation._ORIG, "sendNextNodeIdx", checking_ack)
 
     c.wait_leaders()
     keys = fill(c, 60)

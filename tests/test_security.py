@@ -442,11 +442,11 @@ def test_the_package_never_evaluates_or_unpickles():
 
 def test_the_only_unpickler_resolves_no_global():
     users = [p for p in _sources() if "Unpickler" in open(p, encoding="utf-8").read()]
-    assert [os.path.relpath(p, _PACKAGE) for p in users] == [os.path.join("contrib",
-                                                                          "pysyncobj.py")]
-    from pyraftlog.contrib import pysyncobj as adapter
+    assert [os.path.relpath(p, _PACKAGE) for p in users] == [
+        os.path.join("contrib", "pysyncobj", "vote.py")]
+    from pyraftlog.contrib.pysyncobj import vote
     with pytest.raises(pickle.UnpicklingError):
-        adapter._VoteUnpickler(io.BytesIO(pickle.dumps(os.system))).load()
+        vote._VoteUnpickler(io.BytesIO(pickle.dumps(os.system))).load()
 
 
 def _journal_with_raw_vote(path, raw, group_name="j"):

@@ -46,7 +46,9 @@ def main() -> int:
 
     import pyraftlog
     from pyraftlog.contrib import pysyncobj as contrib
-    from pyraftlog.contrib.demo import Store
+    examples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
+    sys.path.insert(0, examples)
+    from pysyncobj_demo import Store
 
     engine = pyraftlog.open(args.dir, segment_size=128 << 10)
     contrib.install(engine)

@@ -43,7 +43,7 @@ from pysyncobj import SyncObj, SyncObjConf  # noqa: E402
 
 import pyraftlog  # noqa: E402
 from pyraftlog.contrib import pysyncobj as contrib  # noqa: E402
-from pyraftlog.contrib.demo import Store, free_ports, value_for  # noqa: E402
+from pysyncobj_demo import Store, free_ports, value_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_PY = os.path.join(HERE, "pysyncobj_node.py")

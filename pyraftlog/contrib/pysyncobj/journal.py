@@ -1,98 +1,33 @@
-"""PySyncObj journals stored in one shared pyraftlog engine.
+"""PyraftlogJournal: PySyncObj's journal interface on one group of a shared engine.
 
-PySyncObj (``pip install pysyncobj``) runs one Raft group per ``SyncObj`` and
-keeps that group's log in a *journal*, created by
-``pysyncobj.journal.createJournal(conf.journalFile)``.  This module provides
-:class:`PyraftlogJournal`, a journal that stores the log, the current term,
-the vote and the commit index as **one group of a shared**
-:class:`pyraftlog.Engine`, so that every ``SyncObj`` of a process writes into
-one write-ahead log and shares its ``fdatasync`` calls (group commit)::
-
-    import pyraftlog
-    from pyraftlog.contrib.pysyncobj import install
-    from pysyncobj import SyncObj, SyncObjConf
-
-    engine = pyraftlog.open("/var/lib/myapp/raftlog")
-    install(engine)          # every SyncObj with a journalFile now uses `engine`
-    conf = SyncObjConf(journalFile="counter-7", fullDumpFile="/var/lib/myapp/counter-7.dump")
-    obj = MySyncObj("127.0.0.1:4321", ["127.0.0.1:4322", "127.0.0.1:4323"], conf=conf)
-
-``install`` replaces ``createJournal`` where ``SyncObj`` looks it up.  The
-``journalFile`` setting becomes a *name*: no file of that name is created; the
-group id is ``group_id_for(journalFile)``, the first 8 bytes (big-endian) of
-``blake2b(os.fsencode(journalFile), digest_size=8)``.  The name is stored in
-the group, so a hash collision or a group written by something else is
-detected when the journal opens (``ValueError``).
-
-Durability (what Raft requires, and where it is enforced):
-
-- ``setCurrentTerm(term, vote)`` writes and waits for the write to be durable
-  before it returns: PySyncObj sends vote requests and grants right after it.
-- ``add`` only buffers: entries go to the engine in one batch, without
-  waiting, at the end of the PySyncObj tick that added them (``install``
-  wraps ``SyncObj._checkCommandsToApply``, the tick's last step before its
-  thread sleeps), or earlier at an acknowledgement or commit.  The writes of
-  the groups whose ticks end together share one ``fdatasync``, and a
-  leader's entries are on their way to disk while they travel to the
-  followers (visible to reads as soon as they are written).
-- A follower acknowledges entries (and an installed snapshot) in
-  ``SyncObj.__sendNextNodeIdx``; ``install`` wraps that method so it calls
-  :meth:`PyraftlogJournal.flush` first (write + wait), so nothing is
-  acknowledged before it is on disk.
-- The leader counts itself in the commit quorum without asking its journal;
-  :meth:`PyraftlogJournal.setRaftCommitIndex` therefore waits until every entry
-  up to the new commit index is durable before PySyncObj applies the entries,
-  answers clients or tells followers the new commit index.
-- The commit index itself is only a hint (as in PySyncObj's ``FileJournal``):
-  it is stored with the next write or by ``onOneSecondTimer``; a write that
-  carries nothing else is not waited for (etcd's ``MustSync``).
-- With ``durable_dumps=True`` (the default) ``install`` also makes PySyncObj's
-  full-dump file (``fullDumpFile``, its snapshot) durable (``fsync`` of the
-  file and of its directory) before PySyncObj reports the dump done and
-  compacts the log, and before a follower acknowledges a received snapshot.
-
-Set ``fullDumpFile`` whenever PySyncObj may compact its log: without it,
-PySyncObj keeps its snapshot in memory only, and a restarted node whose log
-was compacted cannot rebuild its state (this is so with PySyncObj's own
-``FileJournal`` too).
+What is stored where, when ``add``/``setCurrentTerm``/``setRaftCommitIndex``
+write and wait, and why: see the package docstring
+(:mod:`pyraftlog.contrib.pysyncobj`) and the class's.
 """
 
 from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import logging
 import operator
 import os
-import pickle
-import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Iterator
+from typing import Any, overload
 
 import pyraftlog
 from pyraftlog import Entry, HardState, Snapshot, SnapshotMeta
 
-if TYPE_CHECKING:
-    from types import TracebackType
+from .vote import KEY_VOTE, decode_vote, encode_vote
 
-__all__ = [
-    "MAX_BUFFERED_BYTES",
-    "Installation",
-    "PyraftlogJournal",
-    "durable_replace",
-    "group_id_for",
-    "install",
-    "uninstall",
-]
+__all__ = ["MAX_BUFFERED_BYTES", "PyraftlogJournal", "group_id_for"]
 
 logger = logging.getLogger(__name__)
 
-#: kv keys this journal keeps in its group.
+#: kv key of the journal's name in its group (the vote's is vote.KEY_VOTE).
 KEY_NAME = b"pysyncobj/name"
-KEY_VOTE = b"pysyncobj/voted_for"
 
 #: buffered adds are handed to the engine (without waiting) once they hold
 #: this many bytes of commands, which keeps batches well below a segment.
@@ -119,46 +54,6 @@ def group_id_for(journal_file: str | bytes | os.PathLike[str] | os.PathLike[byte
     name = os.fsencode(os.fspath(journal_file))
     return int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big")
 
-
-def _encode_vote(vote: Any) -> bytes | None:
-    """The vote as stored: ``b"s"`` + UTF-8 of the node id (PySyncObj node
-    ids are strings), or None.  Nothing else is stored: no pickle."""
-    if vote is None:
-        return None
-    if isinstance(vote, str):
-        return b"s" + vote.encode("utf-8", "surrogatepass")
-    raise TypeError(f"a PySyncObj vote must be a node id (str) or None, "
-                    f"not {type(vote).__name__}")
-
-
-class _VoteUnpickler(pickle.Unpickler):
-    """Reads the ``b"p"`` votes of earlier versions, which pickled whatever
-    PySyncObj passed.  A log directory is not trusted (SECURITY.md): this
-    unpickler resolves no global at all, so a pickle cannot name a callable,
-    let alone call it; what it can build (str, numbers, containers) is then
-    accepted only if it is a str."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def _decode_vote(raw: bytes | None, group: int = 0) -> Any:
-    if raw is None:
-        return None
-    raw = bytes(raw)
-    if raw[:1] == b"s":
-        return raw[1:].decode("utf-8", "surrogatepass")
-    if raw[:1] == b"p":
-        try:
-            vote = _VoteUnpickler(io.BytesIO(raw[1:])).load()
-        except Exception as exc:  # any malformed or hostile pickle
-            raise ValueError(f"group {group}: the stored PySyncObj vote ({KEY_VOTE.decode()}) "
-                             f"is a pickle this version does not load: {exc}") from None
-        if vote is None or isinstance(vote, str):
-            return vote
-        raise ValueError(f"group {group}: the stored PySyncObj vote ({KEY_VOTE.decode()}) is "
-                         f"a pickled {type(vote).__name__}, not a node id (str)")
-    raise ValueError(f"group {group}: unknown vote encoding {raw[:1]!r}")
 
 
 def _as_bytes(command: Any) -> bytes:
@@ -252,7 +147,7 @@ class PyraftlogJournal:
         self._term = hs.term
         self._commit = hs.commit
         self._saved_commit = hs.commit
-        self._vote: Any = _decode_vote(engine.get(group, KEY_VOTE), group)
+        self._vote: Any = decode_vote(engine.get(group, KEY_VOTE), group)
         self._need_hs = False
         self._need_vote = False
 
@@ -352,7 +247,7 @@ class PyraftlogJournal:
         if self._need_hs or commit != self._saved_commit:
             self._b().set_hard_state(g, HardState(self._term, 0, commit))
         if self._need_vote:
-            vote = _encode_vote(self._vote)
+            vote = encode_vote(self._vote)
             if vote is None:
                 self._b().delete(g, KEY_VOTE)
             else:
@@ -632,7 +527,7 @@ class PyraftlogJournal:
 
     def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
         """Store term and vote; durable when this returns."""
-        _encode_vote(votedForNodeId)  # a TypeError before anything changes
+        encode_vote(votedForNodeId)  # a TypeError before anything changes
         with self._lock:
             self._check()
             self._term = term
@@ -710,171 +605,3 @@ class PyraftlogJournal:
     def close(self) -> None:
         """Same as ``_destroy()``."""
         self._destroy()
-
-
-# ---------------------------------------------------------------- dumps
-
-def durable_replace(src: str, dst: str) -> bool:
-    """``os.replace(src, dst)`` made durable: fsync ``src``, rename, fsync the directory."""
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(src, dst)
-    dirname = os.path.dirname(os.path.abspath(dst))
-    fd = os.open(dirname, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return True
-
-
-# ---------------------------------------------------------------- install
-
-GroupIdFunc = Callable[[Any], int]
-
-_state_lock = threading.RLock()
-_stack: list[Installation] = []     # active Installations, newest last
-_ORIG: dict[str, Any] = {}          # what install() replaced: restored / called by the hooks
-
-
-class Installation:
-    """What :func:`install` returns; a context manager that uninstalls on exit."""
-
-    def __init__(self, engine: pyraftlog.Engine, group_id: GroupIdFunc | None) -> None:
-        self.engine = engine
-        self.group_id = group_id
-
-    def create_journal(self, journal_file: str | bytes) -> PyraftlogJournal:
-        group = self.group_id(journal_file) if self.group_id is not None else None
-        return PyraftlogJournal(self.engine, journal_file, group=group)
-
-    def uninstall(self) -> None:
-        uninstall(self)
-
-    def __enter__(self) -> Installation:  # noqa: PYI034 - final class
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.uninstall()
-
-
-def _create_journal(journalFile: Any = None) -> Any:
-    """Replacement for ``pysyncobj.syncobj.createJournal``."""
-    with _state_lock:
-        inst = _stack[-1] if _stack else None
-    if journalFile is None or inst is None:
-        return _ORIG["createJournal"](journalFile)
-    _warn_without_dump_file()
-    return inst.create_journal(journalFile)
-
-
-def _warn_without_dump_file() -> None:
-    try:
-        caller = sys._getframe(2).f_locals.get("self")
-        conf = getattr(caller, "_SyncObj__conf", None)
-    except (AttributeError, ValueError):  # pragma: no cover - best effort
-        return
-    if conf is not None and getattr(conf, "fullDumpFile", "") is None:
-        logger.warning(
-            "SyncObj with journalFile=%r but no fullDumpFile: after PySyncObj "
-            "compacts its log (logCompactionMinEntries/logCompactionMinTime), a "
-            "restarted node cannot rebuild its state; set fullDumpFile",
-            conf.journalFile)
-
-
-def _send_next_node_idx(self: Any, *args: Any, **kwargs: Any) -> Any:
-    """Wraps ``SyncObj.__sendNextNodeIdx``: the follower's reply to
-    append-entries and snapshot transfers.  Everything the journal holds is
-    made durable before the reply leaves."""
-    journal = getattr(self, "_SyncObj__raftLog", None)
-    if isinstance(journal, PyraftlogJournal):
-        journal.flush()
-    return _ORIG["sendNextNodeIdx"](self, *args, **kwargs)
-
-
-_send_next_node_idx._pyraftlog_hook = True  # type: ignore[attr-defined]
-
-
-def _check_commands_to_apply(self: Any, *args: Any, **kwargs: Any) -> Any:
-    """Wraps ``SyncObj._checkCommandsToApply``, the last step of a tick before
-    the tick thread sleeps in its poller (a leader adds the new commands to its
-    journal there): what the journal buffered is handed to the engine then,
-    without waiting (:meth:`PyraftlogJournal.issue`)."""
-    result = _ORIG["checkCommandsToApply"](self, *args, **kwargs)
-    journal = getattr(self, "_SyncObj__raftLog", None)
-    if isinstance(journal, PyraftlogJournal):
-        journal.issue()
-    return result
-
-
-_check_commands_to_apply._pyraftlog_hook = True  # type: ignore[attr-defined]
-
-
-def install(engine: pyraftlog.Engine, group_id: GroupIdFunc | None = None,
-            durable_dumps: bool = True) -> Installation:
-    """Make every new ``SyncObj`` that has a ``journalFile`` keep its journal
-    in ``engine`` (one group per journal name).
-
-    - ``group_id``: optional ``callable(journalFile) -> int`` replacing
-      :func:`group_id_for`.
-    - ``durable_dumps``: fsync PySyncObj's dump files (its snapshots) before
-      they replace the previous one.
-
-    ``SyncObj`` objects created while an installation is active keep using
-    their journal after it is uninstalled; the acknowledgement hook and the
-    durable dumps stay in place for them.  Installations nest: the newest
-    active one is used (``with install(engine_a): SyncObj(...)``).
-    ``SyncObj`` objects without a ``journalFile`` keep PySyncObj's memory
-    journal.  Returns an :class:`Installation` (a context manager).
-    """
-    import pysyncobj.serializer as pserializer  # type: ignore[import-untyped]
-    import pysyncobj.syncobj as psyncobj  # type: ignore[import-untyped]
-
-    if group_id is not None and not callable(group_id):
-        raise TypeError("group_id must be a callable(journalFile) -> int")
-    inst = Installation(engine, group_id)
-    with _state_lock:
-        cls = psyncobj.SyncObj
-        current = cls.__dict__.get("_SyncObj__sendNextNodeIdx")
-        if current is None or not callable(current):
-            raise RuntimeError(
-                "this pysyncobj version has no SyncObj.__sendNextNodeIdx; "
-                "pyraftlog cannot make acknowledgements wait for durability")
-        if "createJournal" not in _ORIG:
-            _ORIG["createJournal"] = psyncobj.createJournal
-        if not getattr(current, "_pyraftlog_hook", False):
-            _ORIG["sendNextNodeIdx"] = current
-            cls._SyncObj__sendNextNodeIdx = _send_next_node_idx
-        check = cls.__dict__.get("_checkCommandsToApply")
-        if callable(check) and not getattr(check, "_pyraftlog_hook", False):
-            # without this hook (another pysyncobj version) entries are written
-            # at the next acknowledgement, commit or timer: slower, as durable
-            _ORIG["checkCommandsToApply"] = check
-            cls._checkCommandsToApply = _check_commands_to_apply
-        if (durable_dumps and os.name == "posix"
-                and pserializer.atomicReplace is not durable_replace):
-            _ORIG.setdefault("atomicReplace", pserializer.atomicReplace)
-            pserializer.atomicReplace = durable_replace
-        psyncobj.createJournal = _create_journal
-        _stack.append(inst)
-    return inst
-
-
-def uninstall(installation: Installation | None = None) -> None:
-    """Deactivate ``installation`` (default: the newest one).  When none is
-    left, ``SyncObj`` creates PySyncObj's own journals again."""
-    import pysyncobj.syncobj as psyncobj
-
-    with _state_lock:
-        if installation is None:
-            if not _stack:
-                return
-            installation = _stack[-1]
-        if installation in _stack:
-            _stack.remove(installation)
-        if not _stack and "createJournal" in _ORIG:
-            psyncobj.createJournal = _ORIG["createJournal"]
