@@ -299,11 +299,13 @@ int prl_batch_write(prl_log *log, prl_index *ix, uint8_t *buf, uint64_t len, uin
                 }
                 off += size;
             }
-            prl_log_publish(log, &r, res->kept);
-            *lsn_out = r.lsn;
-            /* applied once the batch is in the log: an index change that
-             * fails now (no memory) is the only error left, and sticky */
-            rc = apply(ix, buf, n, keep, pos, scratch + n, scratch + 2 * n);
+            rc = prl_log_publish(log, &r, res->kept);
+            if (!rc) {
+                *lsn_out = r.lsn;
+                /* applied once the batch is in the log: an index change that
+                 * fails now (no memory) is the only error left, and sticky */
+                rc = apply(ix, buf, n, keep, pos, scratch + n, scratch + 2 * n);
+            }
             const uint64_t *rel;
             uint64_t nrel;
             prl_index_release_list(ix, &rel, &nrel);

@@ -16,6 +16,7 @@
 static const char *const known[] = {
     "dir::fsync",
     "flusher::fdatasync",
+    "log::pwrite",          /* a batch written to its segment */
     "log::start_sync",
     "ring::dir_fsync",
     "ring::rename",
@@ -26,6 +27,7 @@ static const char *const known[] = {
     "segment::mmap",        /* every mapping of a segment, new or existing */
     "segment::open",        /* an existing segment or free file: recovery, reuse, resume */
     "segment::rename",
+    "segment::zero_fill",   /* a free file written with zeros by the preparer */
 };
 #define N_KNOWN ((int)(sizeof known / sizeof known[0]))
 

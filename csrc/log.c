@@ -200,15 +200,37 @@ int prl_log_reserve(prl_log *log, uint64_t total, uint32_t flags, prl_reservatio
     /* Only this thread changes active, used and next_lsn (write_mu), and the
      * bytes from `used` on are read by nobody until published: filling them
      * needs no mu. */
+    /* the batch and the zero header slot after it (prl_mark_end) */
+    if (log->stage_cap < total + PRL_BATCH_HEADER_SIZE) {
+        uint8_t *p = realloc(log->stage, total + PRL_BATCH_HEADER_SIZE);
+        if (!p) {
+            pthread_mutex_unlock(&log->write_mu);
+            return -ENOMEM;
+        }
+        log->stage = p;
+        log->stage_cap = total + PRL_BATCH_HEADER_SIZE;
+    }
     r->seg = log->active;
     r->lsn = log->next_lsn;
     r->start = r->seg->used;
     r->total = total;
-    r->dst = r->seg->base + r->start;
+    r->dst = log->stage;
     return 0;
 }
 
-void prl_log_publish(prl_log *log, prl_reservation *r, uint32_t nrecords) {
+/* Writes n bytes at off of segment seg: 0 or an errno. */
+static int write_at(prl_segment *seg, const uint8_t *p, uint64_t n, uint64_t off) {
+    int err = prl_failpoint("log::pwrite");
+    while (!err && n) {
+        ssize_t k = pwrite(seg->fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) err = k < 0 ? errno : EIO;
+        else p += k, n -= (uint64_t)k, off += (uint64_t)k;
+    }
+    return err;
+}
+
+int prl_log_publish(prl_log *log, prl_reservation *r, uint32_t nrecords) {
     prl_segment *seg = r->seg;
     uint8_t *dst = r->dst;
     struct prl_batch_header h = {0, (uint32_t)r->total, r->lsn, seg->seq, nrecords,
@@ -216,10 +238,28 @@ void prl_log_publish(prl_log *log, prl_reservation *r, uint32_t nrecords) {
     memcpy(dst, &h, sizeof h);
     h.crc = prl_crc32c(prl_batch_seed(seg->seq), dst + 4, r->total - 4);
     memcpy(dst, &h.crc, sizeof h.crc);
-    prl_mark_end(seg, r->start + r->total);
+    /* the header slot after the batch is zeroed in the same write (see
+     * prl_mark_end), where the segment has room for one */
+    uint64_t end = r->start + r->total, n = r->total;
+    if (end <= seg->size && seg->size - end >= PRL_BATCH_HEADER_SIZE) {
+        memset(dst + n, 0, PRL_BATCH_HEADER_SIZE);
+        n += PRL_BATCH_HEADER_SIZE;
+    }
+    int err = write_at(seg, dst, n, r->start);
 
-    /* Publish: the flusher may now sync this batch, readers may see it. */
     pthread_mutex_lock(&log->mu);
+    if (err) {
+        /* Nothing is published; the file may hold part of the batch, which
+         * no reader sees and recovery treats as a torn tail.  Like a failed
+         * fdatasync, a failed write poisons the log (EIO: the page cache
+         * may be in an unknown state). */
+        if (!log->poison) log->poison = err;
+        pthread_cond_broadcast(&log->durable_cv);
+        pthread_mutex_unlock(&log->mu);
+        pthread_mutex_unlock(&log->write_mu);
+        return PRL_E_POISONED;
+    }
+    /* Publish: the flusher may now sync this batch, readers may see it. */
     __atomic_store_n(&seg->used, r->start + r->total, __ATOMIC_RELEASE);
     seg->live += r->total - PRL_BATCH_HEADER_SIZE;
     seg->last_lsn = r->lsn;
@@ -233,6 +273,7 @@ void prl_log_publish(prl_log *log, prl_reservation *r, uint32_t nrecords) {
     pthread_cond_signal(&log->flush_cv);
     pthread_mutex_unlock(&log->mu);
     pthread_mutex_unlock(&log->write_mu);
+    return 0;
 }
 
 /* Copies a batch given as arrays into a reservation.  Record i is a copy of
@@ -304,8 +345,8 @@ int prl_log_write(prl_log *log, uint32_t n, const uint8_t *types, const uint8_t 
     if (!rc) {
         fill_records(&r, n, types, auxs, groups, indexes, terms, lens, src, src_len, payload,
                      positions);
-        prl_log_publish(log, &r, n);
-        *lsn_out = r.lsn;
+        rc = prl_log_publish(log, &r, n);
+        if (!rc) *lsn_out = r.lsn;
     }
     if (npinned) {
         pthread_mutex_lock(&log->mu);
@@ -364,6 +405,7 @@ void prl_log_free(prl_log *log) {
     pthread_cond_destroy(&log->durable_cv);
     pthread_cond_destroy(&log->idle_cv);
     pthread_cond_destroy(&log->prep_cv);
+    free(log->stage);
     free(log);
 }
 

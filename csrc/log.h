@@ -21,8 +21,17 @@ struct prl_log {
 
     /* Serialises writers across reserve + copy + publish, so batches land in
      * the file in lsn order and written_lsn never passes a batch still being
-     * copied.  Held across the copy into the mapping (the GIL is released). */
+     * copied.  Held across the copy into the staging buffer and its pwrite
+     * (the GIL is released). */
     pthread_mutex_t write_mu;
+    /* The writer's staging buffer (write_mu): a batch is encoded here and
+     * written to its segment with one pwrite.  Writing through the mapping
+     * made every fdatasync write-protect the dirty pages and every next
+     * write fault them back in: 2x the cost of pwrite + fdatasync per batch
+     * (perf/write_method.py).  Reads still go through the mapping (the page
+     * cache is the same). */
+    uint8_t *stage;
+    uint64_t stage_cap;
 
     /* Guards every field below.  Held for bookkeeping only: no system call
      * and no copy into or out of a mapping happens under it (segments are
@@ -113,14 +122,16 @@ int prl_record_in(prl_segment *s, uint64_t pos, const uint8_t **rec, uint32_t *l
  * publication.  prl_log_reserve takes write_mu (held until publish) and
  * returns where the batch's `total` bytes go; the caller fills the records
  * from dst + PRL_BATCH_HEADER_SIZE on; prl_log_publish writes the batch
- * header and checksum and publishes it. */
+ * header and checksum, writes the batch to its segment and publishes it.
+ * A failed write poisons the log (publish returns PRL_E_POISONED, nothing is
+ * published) and releases write_mu either way. */
 typedef struct {
     prl_segment *seg;
-    uint8_t *dst;          /* the batch's first byte in the mapping */
+    uint8_t *dst;          /* the batch's first byte in the staging buffer */
     uint64_t start, total, lsn, lag;
 } prl_reservation;
 int prl_log_reserve(prl_log *log, uint64_t total, uint32_t flags, prl_reservation *r /* OUT */);
-void prl_log_publish(prl_log *log, prl_reservation *r, uint32_t nrecords);
+int prl_log_publish(prl_log *log, prl_reservation *r, uint32_t nrecords);
 /* ring.c */
 void *prl_preparer_main(void *log);
 /* A prepared segment for `seq` whose first batch carries `lsn`, or NULL when

@@ -155,6 +155,34 @@ def test_fdatasync_failure_poisons(tmp_path, err):
     check_reopen(tmp_path, acked=5, written=6)
 
 
+@pytest.mark.parametrize("err", ERRNOS, ids=errno.errorcode.get)
+def test_segment_write_failure_poisons(tmp_path, err):
+    """A batch whose write to its segment fails is not published (a reader
+    never sees it) and poisons the engine like a failed fdatasync."""
+    log = open_log(tmp_path)
+    w = Writer(log)
+    for _ in range(5):
+        w.write_wait()
+    pending = w.write()  # written, maybe not yet durable
+    arm("log::pwrite", err, count=1)
+    with pytest.raises(PoisonedError) as ei:
+        w.write()
+    assert isinstance(ei.value, OSError) and ei.value.errno == err
+    assert log.last_index(1) == 6                  # the failed batch is not visible
+    try:  # the batch before it was durable already, or it fails now
+        pending.wait(timeout=WAIT)
+        acked = 6
+    except PoisonedError:
+        acked = 5
+    fp.clear_all()                                 # sticky once the disk is fine again
+    with pytest.raises(PoisonedError):
+        w.write()
+    assert [e.data for e in log.entries(1, 1, 7)] == [data(i) for i in range(1, 7)]
+    assert log.stats()["poisoned_errno"] == err
+    bounded(log.close, what="close")
+    check_reopen(tmp_path, acked=acked, written=6)
+
+
 def test_fdatasync_failure_fails_every_pending_ticket(tmp_path):
     """Many writers with tickets in flight, callbacks and awaiters: all
     complete (failed) within the bound, none is left pending."""
@@ -294,6 +322,31 @@ def _rotation_fails(tmp_path, point, err):
         except OSError as exc:
             return log, w, exc, before
     raise AssertionError(f"{point} armed, but no write failed")
+
+
+def test_zero_fill_failure_leaves_no_free_file_and_writing_goes_on(tmp_path):
+    """The preparer writes each new free file with zeros; when that fails,
+    the half-made file is removed and rotations create their segments
+    themselves until preparation works again."""
+    log = open_log(tmp_path, prepare_ahead=1, sync=False)
+    w = Writer(log)
+    w.write_wait()
+    _wait_free(log)
+    arm("segment::zero_fill", errno.EIO)
+    w.until_rotation(3)
+    assert log.stats()["prepare_stalls"] >= 1
+    assert log.stats()["free_segments"] == 0
+    # (a file the preparer is making right now is removed once its zero fill fails)
+    deadline = time.monotonic() + WAIT
+    while [n for n in os.listdir(tmp_path) if n.endswith(".free")]:
+        assert time.monotonic() < deadline, "a half-made free file was left"
+        time.sleep(0.01)
+    fp.clear_all()
+    _wait_free(log)
+    w.until_rotation()
+    w.write_wait()
+    bounded(log.close, what="close")
+    check_reopen(tmp_path, acked=w.acked, written=w.next - 1)
 
 
 ROTATION_POINTS = ["segment::create", "segment::fallocate", "segment::header_sync",
