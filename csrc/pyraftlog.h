@@ -357,6 +357,7 @@ void prl_format_constants(uint32_t *out /* OUT: 6 values */);
 uint32_t prl_crc32c(uint32_t crc, const void *buf, uint64_t len);
 uint32_t prl_crc32c_sw(uint32_t crc, const void *buf, uint64_t len);
 int prl_crc32c_hw(void);
+uint32_t prl_crc32c_at(int level, uint32_t crc, const void *buf, uint64_t len);
 uint32_t prl_batch_seed_of(uint64_t seq);
 
 #endif
