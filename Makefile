@@ -36,7 +36,7 @@ test: build
 # is built in build/asan (the editable install is left alone) and put first on
 # the path; the sanitizer runtime is preloaded into the (uninstrumented) python.
 ASAN_TESTS := tests/test_crc32c.py tests/test_format.py tests/test_conformance.py \
-	tests/test_validation.py tests/test_ring.py tests/test_table.py tests/test_group_index.py tests/test_batch.py tests/test_purge.py \
+	tests/test_validation.py tests/test_ring.py tests/test_table.py tests/test_group_index.py tests/test_batch.py tests/test_purge.py tests/test_replay_fuzz.py \
 	tests/test_snapshot_store.py tests/test_security.py tests/fault/test_faults.py $(wildcard tests/crash/test_corruption.py tests/crash/test_torn_tail.py \
 	tests/crash/test_fuzz_recovery.py tests/test_cli.py)
 test-asan: build
@@ -52,10 +52,11 @@ test-asan: build
 test-crash: build
 	PYRAFTLOG_KILL_POINTS=200 $(PYTEST) -q tests/crash tests/fault tests/powerloss
 
-# long hypothesis runs: the model test and recovery fuzzing, scaled up
+# long hypothesis runs: the model test, recovery and replay fuzzing, scaled up
 fuzz: build
 	PYRAFTLOG_HYPOTHESIS_EXAMPLES=1000 $(PYTEST) -q tests/test_model.py tests/test_model_ring.py
 	PYRAFTLOG_HYPOTHESIS_EXAMPLES=1000 $(PYTEST) -q -m slow tests/crash/test_fuzz_recovery.py
+	PYRAFTLOG_HYPOTHESIS_EXAMPLES=3000 $(PYTEST) -q -m slow tests/test_replay_fuzz.py
 
 # a long run as a server would make (>= 10 minutes): small segments turning
 # over, lagging groups purged, writers and a reader, a reopen every 3 minutes;

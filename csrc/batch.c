@@ -16,6 +16,7 @@
 
 #include "format.h"
 #include "log.h"
+#include "replay.h"
 
 /* A group as the batch has left it so far. */
 typedef struct {
@@ -208,73 +209,6 @@ int prl_batch_check(prl_index *ix, uint8_t *buf, uint64_t len, uint32_t n, uint8
     return rc;
 }
 
-/* The index changes of the written records, in order.  Runs of entries of
- * one group with consecutive indexes go in as one append. */
-static int apply(prl_index *ix, const uint8_t *buf, uint32_t n, const uint8_t *keep,
-                 const uint64_t *positions, uint64_t *terms, uint64_t *pos) {
-    uint64_t off = 0;
-    int rc = 0;
-    for (uint32_t k = 0; k < n && !rc;) {
-        struct prl_record_header h;
-        memcpy(&h, buf + off, sizeof h);
-        uint64_t size = prl_record_size(h.len);
-        if (!keep[k]) {
-            off += size;
-            k++;
-            continue;
-        }
-        uint64_t p = positions[k];
-        switch (h.type) {
-        case PRL_REC_ENTRY: {
-            uint64_t run = 0, o = off;
-            uint32_t j = k;
-            for (; j < n; j++) {
-                struct prl_record_header e;
-                memcpy(&e, buf + o, sizeof e);
-                if (!keep[j] || e.type != PRL_REC_ENTRY || e.group != h.group ||
-                    e.index != h.index + run)
-                    break;
-                terms[run] = e.term;
-                pos[run++] = positions[j];
-                o += prl_record_size(e.len);
-            }
-            rc = prl_index_append(ix, h.group, h.index, run, terms, pos);
-            off = o;
-            k = j;
-            continue;
-        }
-        case PRL_REC_HARD_STATE:
-            rc = prl_index_hard_state(ix, h.group, h.term,
-                                      u64_at(buf + off + PRL_RECORD_HEADER_SIZE), h.index, p);
-            break;
-        case PRL_REC_SNAPSHOT:
-            rc = prl_index_snapshot(ix, h.group, h.index, h.term, p);
-            break;
-        case PRL_REC_COMPACT:
-            rc = prl_index_compact(ix, h.group, h.index, h.term, p);
-            break;
-        case PRL_REC_TRUNCATE:
-            rc = prl_index_truncate(ix, h.group, h.index);
-            if (!rc) rc = prl_index_release(ix, 1, &p);
-            break;
-        case PRL_REC_KV_PUT:
-            rc = prl_index_create(ix, h.group); /* the key-value space is Python's */
-            break;
-        case PRL_REC_KV_DELETE:
-            rc = prl_index_release(ix, 1, &p);
-            break;
-        case PRL_REC_REMOVE_GROUP:
-            rc = prl_index_remove(ix, h.group);
-            if (rc == PRL_E_NO_GROUP) rc = 0;
-            if (!rc) rc = prl_index_release(ix, 1, &p);
-            break;
-        }
-        off += size;
-        k++;
-    }
-    return rc;
-}
-
 int prl_batch_write(prl_log *log, prl_index *ix, uint8_t *buf, uint64_t len, uint32_t n,
                     uint64_t *positions, prl_batch_result *res, uint64_t *lsn_out) {
     uint8_t *keep = malloc(n ? n : 1);
@@ -304,7 +238,9 @@ int prl_batch_write(prl_log *log, prl_index *ix, uint8_t *buf, uint64_t len, uin
                 *lsn_out = r.lsn;
                 /* applied once the batch is in the log: an index change that
                  * fails now (no memory) is the only error left, and sticky */
-                rc = apply(ix, buf, n, keep, pos, scratch + n, scratch + 2 * n);
+                prl_records recs = {buf, n, keep, pos, 0, scratch + n, scratch + 2 * n, n, NULL};
+                uint32_t done;
+                rc = prl_apply(ix, &recs, 0, &done); /* apply.c: replay applies with it too */
             }
             const uint64_t *rel;
             uint64_t nrel;

@@ -10,7 +10,10 @@
 uint32_t prl_crc32c(uint32_t crc, const void *buf, uint64_t len);
 /* The portable table version, exported so tests can compare both. */
 uint32_t prl_crc32c_sw(uint32_t crc, const void *buf, uint64_t len);
-/* 1 if prl_crc32c uses the SSE4.2 instruction. */
+/* What prl_crc32c uses: 0 the tables, 1 the SSE4.2 instruction, 2 that and
+ * AVX-512 carry-less multiplication (long buffers). */
 int prl_crc32c_hw(void);
+/* prl_crc32c as done at `level` (at most prl_crc32c_hw()): tests compare them. */
+uint32_t prl_crc32c_at(int level, uint32_t crc, const void *buf, uint64_t len);
 
 #endif

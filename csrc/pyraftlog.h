@@ -35,6 +35,8 @@ enum prl_reason {
     PRL_R_BAD_RECORD = 12,   /* record lengths do not add up to the batch */
     PRL_R_BAD_RECORD_TYPE = 13,
     PRL_R_BAD_LSN = 14,      /* batch lsn is not the successor of the previous */
+    PRL_R_BAD_PAYLOAD = 15,  /* replay: a record of a valid batch does not decode
+                                (prl_replay_result.bad_record says which) */
     PRL_R_SHORT_FILE = 20,   /* smaller than a segment header */
     PRL_R_BAD_MAGIC = 21,
     PRL_R_BAD_VERSION = 22,
@@ -330,6 +332,63 @@ int prl_batch_write(prl_log *log, prl_index *ix, uint8_t *buf, uint64_t len, uin
                     uint64_t *positions /* OUT */, prl_batch_result *res /* OUT */,
                     uint64_t *lsn /* OUT */);
 
+/* ---- replay (csrc/replay.c): recovery checks each batch and applies it to
+ * the group index with the write path's code (csrc/apply.c) */
+
+/* A record whose other half Python keeps (pyraftlog/replay.py applies it):
+ * SNAPSHOT (metadata, file reference), KV_PUT, KV_DELETE, REMOVE_GROUP
+ * (the key-value space and snapshot metadata it forgets), a run of STAGE
+ * records (one group's, consecutive indexes, one batch), ADOPT.  Its
+ * payload is at offset (pos & 0xffffffff) + 32 of the segment. */
+typedef struct {
+    uint64_t group, index, term;
+    uint64_t pos;      /* the record's position (a STAGE run: its first record's) */
+    uint32_t len;      /* payload bytes */
+    uint32_t first;    /* STAGE: the run's terms and positions are */
+    uint32_t count;    /*   stage_terms/stage_pos[first .. first + count) */
+    uint8_t type;
+    uint8_t pad[3];
+} prl_replay_item;
+
+typedef struct {
+    uint64_t next_offset;  /* OUT: the batch to go on from */
+    uint64_t next_lsn;     /* OUT: the lsn it must carry */
+    uint32_t next_record;  /* OUT: its records already applied (0: none) */
+    int32_t reason;        /* OUT: why the scan stopped: a prl_reason, or PRL_R_NONE:
+                              for Python (items or stage arrays full, an ADOPT, or
+                              max_batches reached): apply the items, call again */
+    uint32_t bad_len;      /* OUT: claimed length of the invalid batch, or 0 */
+    uint32_t batches;      /* OUT: batches applied whole */
+    uint64_t bytes;        /* OUT: bytes of those and of the skipped ones */
+    uint32_t skipped;      /* OUT: batches left out for a payload that does not decode
+                              (PRL_REPLAY_SKIP_BAD) */
+    uint32_t n_items;      /* OUT: items reported, in log order */
+    uint64_t first_skipped; /* OUT: offset of the first batch left out */
+    uint64_t bad_record;   /* OUT: PRL_R_BAD_PAYLOAD: offset of the record */
+    int32_t irregular;     /* OUT: an append the write path would not have made (a
+                              recycled log's replay): live bytes are not exact */
+    uint32_t pad;
+} prl_replay_result;
+
+enum { PRL_REPLAY_SKIP_BAD = 1 }; /* leave out a batch whose payloads do not decode */
+
+/* Checks and applies the batches of segment `seq` (mapped at base, size
+ * bytes) from `offset` on, the first with lsn `lsn`, its first `from`
+ * records already applied by an earlier call; at most max_batches of them.
+ * Stops at the first invalid batch (out->reason, as prl_scan_batches), at
+ * a payload that does not decode (PRL_R_BAD_PAYLOAD, unless skip_bad), or
+ * for Python (PRL_R_NONE).  With a log, the records applied count as live
+ * bytes of their segment and those the index drops are released as they
+ * go (the write path's accounting: exact unless out->irregular). */
+int prl_replay(prl_log *log /* or NULL */, prl_index *ix, const uint8_t *base, uint64_t size,
+               uint64_t seq, uint64_t offset, uint64_t lsn, uint32_t from,
+               uint32_t max_batches, uint32_t flags, prl_replay_item *items /* OUT */,
+               uint32_t cap_items, uint64_t *stage_terms /* OUT */,
+               uint64_t *stage_pos /* OUT */, uint32_t cap_stage,
+               prl_replay_result *out /* OUT */);
+/* Live bytes of every segment back to 0 (before a recount). */
+int prl_replay_reset_live(prl_log *log);
+
 /* ---- test hooks */
 
 /* The lsn each of the last (up to n, at most 256) syncs made durable, oldest
@@ -357,6 +416,7 @@ void prl_format_constants(uint32_t *out /* OUT: 6 values */);
 uint32_t prl_crc32c(uint32_t crc, const void *buf, uint64_t len);
 uint32_t prl_crc32c_sw(uint32_t crc, const void *buf, uint64_t len);
 int prl_crc32c_hw(void);
+uint32_t prl_crc32c_at(int level, uint32_t crc, const void *buf, uint64_t len);
 uint32_t prl_batch_seed_of(uint64_t seq);
 
 #endif

@@ -8,6 +8,7 @@
 #include "crc32c.h"
 #include "format.h"
 #include "pyraftlog.h"
+#include "replay.h"
 
 int prl_scan_header(const uint8_t *base, uint64_t size, uint64_t seq, uint64_t *first_lsn) {
     struct prl_segment_header h;
@@ -44,6 +45,68 @@ static int batch_valid(const uint8_t *base, uint64_t size, uint64_t seq, uint64_
     return h->crc == prl_crc32c(prl_batch_seed(seq), base + off + 4, h->len - 4);
 }
 
+/* A record's payload as the Python decoders read it (pyraftlog/record.py):
+ * 1 if it decodes.  Only a writer bug makes one that does not (its batch
+ * checksum is fine); replay reports it, or leaves the batch out. */
+static int payload_ok(const struct prl_record_header *r, const uint8_t *payload) {
+    switch (r->type) {
+    case PRL_REC_HARD_STATE:
+        return r->len == 8; /* the vote */
+    case PRL_REC_ADOPT:
+        return r->len == 16; /* last, stage_pos */
+    case PRL_REC_KV_PUT: {
+        uint32_t keylen;
+        if (r->len < 4) return 0;
+        memcpy(&keylen, payload, 4);
+        return keylen <= r->len - 4;
+    }
+    case PRL_REC_SNAPSHOT: {
+        /* data_size, file_id (u64), data_crc, 4 list lengths, auto_leave (u32),
+         * then 8 bytes per node id of the lists */
+        uint32_t w[6];
+        if (r->len < 40) return 0;
+        memcpy(w, payload + 16, sizeof w);
+        uint64_t ids = (uint64_t)w[1] + w[2] + w[3] + w[4];
+        return r->len - 40 == 8 * ids && w[5] <= 1;
+    }
+    default:
+        return 1;
+    }
+}
+
+int prl_scan_batch(const uint8_t *base, uint64_t size, uint64_t seq, uint64_t off, uint64_t lsn,
+                   struct prl_batch_header *h, uint32_t *bad_len, uint64_t *bad_payload) {
+    *bad_len = 0;
+    if (bad_payload) *bad_payload = 0;
+    if (off > size || size - off < PRL_BATCH_HEADER_SIZE) return PRL_R_END_SPACE;
+    memcpy(h, base + off, sizeof *h);
+    if (all_zero(h, sizeof *h)) return PRL_R_END_ZERO;
+    if (h->seq != seq) return PRL_R_END_STALE;
+    if (h->len < PRL_BATCH_HEADER_SIZE || h->len % PRL_ALIGN || h->len > size - off) {
+        *bad_len = h->len;
+        return PRL_R_BAD_LENGTH;
+    }
+    *bad_len = h->len;
+    if (h->crc != prl_crc32c(prl_batch_seed(seq), base + off + 4, h->len - 4))
+        return PRL_R_BAD_CHECKSUM;
+    if (h->lsn != lsn) return PRL_R_BAD_LSN;
+    /* Records must tile the batch exactly. */
+    uint64_t p = off + PRL_BATCH_HEADER_SIZE, end = off + h->len;
+    for (uint32_t k = 0; k < h->count; k++) {
+        struct prl_record_header r;
+        if (end - p < PRL_RECORD_HEADER_SIZE) return PRL_R_BAD_RECORD;
+        memcpy(&r, base + p, sizeof r);
+        if (r.type < 1 || r.type > PRL_REC_MAX) return PRL_R_BAD_RECORD_TYPE;
+        if (prl_record_size(r.len) > end - p) return PRL_R_BAD_RECORD;
+        if (bad_payload && !*bad_payload && !payload_ok(&r, base + p + PRL_RECORD_HEADER_SIZE))
+            *bad_payload = p;
+        p += prl_record_size(r.len);
+    }
+    if (p != end) return PRL_R_BAD_RECORD;
+    *bad_len = 0;
+    return PRL_R_NONE;
+}
+
 int prl_scan_batches(const uint8_t *base, uint64_t size, uint64_t seq, uint64_t offset,
                      uint64_t lsn, uint32_t max_batches, uint32_t max_records,
                      uint64_t *batch_lsns, uint32_t *batch_offsets, uint32_t *batch_lens,
@@ -57,38 +120,20 @@ int prl_scan_batches(const uint8_t *base, uint64_t size, uint64_t seq, uint64_t 
     uint64_t off = offset;
     uint32_t nb = 0, nr = 0;
     int reason = PRL_R_NONE;
-    for (;;) {
+    while (nb < max_batches) {
         struct prl_batch_header h;
-        if (nb == max_batches) break;
-        if (off > size || size - off < PRL_BATCH_HEADER_SIZE) { reason = PRL_R_END_SPACE; break; }
-        memcpy(&h, base + off, sizeof h);
-        if (all_zero(&h, sizeof h)) { reason = PRL_R_END_ZERO; break; }
-        if (h.seq != seq) { reason = PRL_R_END_STALE; break; }
-        if (h.len < PRL_BATCH_HEADER_SIZE || h.len % PRL_ALIGN || h.len > size - off) {
-            reason = PRL_R_BAD_LENGTH;
-            out->bad_len = h.len;
-            break;
-        }
-        if (h.crc != prl_crc32c(prl_batch_seed(seq), base + off + 4, h.len - 4)) {
-            reason = PRL_R_BAD_CHECKSUM;
-            out->bad_len = h.len;
-            break;
-        }
-        if (h.lsn != lsn) { reason = PRL_R_BAD_LSN; out->bad_len = h.len; break; }
+        reason = prl_scan_batch(base, size, seq, off, lsn, &h, &out->bad_len, NULL);
+        if (reason != PRL_R_NONE) break;
         if (h.count > max_records - nr) {
             /* does not fit: return what we have; the caller grows its arrays */
             if (nb == 0) out->need_records = h.count;
             break;
         }
-        /* Records must tile the batch exactly. */
-        uint64_t p = off + PRL_BATCH_HEADER_SIZE, end = off + h.len;
-        uint32_t first = nr;
-        for (uint32_t k = 0; k < h.count && reason == PRL_R_NONE; k++) {
+        /* the batch is valid: its records tile it */
+        uint64_t p = off + PRL_BATCH_HEADER_SIZE;
+        for (uint32_t k = 0; k < h.count; k++) {
             struct prl_record_header r;
-            if (end - p < PRL_RECORD_HEADER_SIZE) { reason = PRL_R_BAD_RECORD; break; }
             memcpy(&r, base + p, sizeof r);
-            if (r.type < 1 || r.type > PRL_REC_MAX) { reason = PRL_R_BAD_RECORD_TYPE; break; }
-            if (prl_record_size(r.len) > end - p) { reason = PRL_R_BAD_RECORD; break; }
             rec_types[nr] = r.type;
             rec_auxs[nr] = r.aux;
             rec_groups[nr] = r.group;
@@ -99,19 +144,13 @@ int prl_scan_batches(const uint8_t *base, uint64_t size, uint64_t seq, uint64_t 
             nr++;
             p += prl_record_size(r.len);
         }
-        if (reason == PRL_R_NONE && p != end) reason = PRL_R_BAD_RECORD;
-        if (reason != PRL_R_NONE) {
-            nr = first; /* a batch is returned whole or not at all */
-            out->bad_len = h.len;
-            break;
-        }
         batch_lsns[nb] = h.lsn;
         batch_offsets[nb] = (uint32_t)off;
         batch_lens[nb] = h.len;
         batch_counts[nb] = h.count;
         nb++;
         lsn++;
-        off = end;
+        off += h.len;
     }
     out->next_offset = (uint32_t)off;
     out->n_batches = nb;

@@ -12,7 +12,8 @@ from cffi import FFI
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
 SOURCES = ["crc32c.c", "failpoint.c", "segment.c", "scan.c", "log.c", "table.c", "flusher.c",
-           "ring.c", "group_table.c", "group_index.c", "group_walk.c", "batch.c"]
+           "ring.c", "group_table.c", "group_index.c", "group_walk.c", "apply.c",
+           "batch.c", "replay.c"]
 
 
 def cdef_text() -> str:

@@ -25,24 +25,22 @@ import os
 import re
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
-from . import ops as O
 from . import record as R
 from ._native import REASONS, check, ffi, is_clean_end, lib
 from .directory import check_regular
 from .errors import CorruptionError
 from .group_index import GroupIndex, SnapRef
 from .logger import fields, log
-from .ops import apply_ops
+from .replay import Replayer, accounts
 
 STRICT, TOLERATE_TAIL, TOLERATE_ANY = "strict", "tolerate_tail", "tolerate_any"
 MODES = (STRICT, TOLERATE_TAIL, TOLERATE_ANY)
 _SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})\.seg$")
 _FREE_NAME = re.compile(r"^([0-9a-f]{16})\.free$")
-_HS_PAYLOAD = 8  # a hard state record's payload: the vote, u64 (record.encode_hard_state)
 
 
 def segment_name(seq: int) -> str:
@@ -98,17 +96,23 @@ class Found:
 
 
 class Scanner:
-    """Reusable output arrays for prl_scan_batches and the decoding of what it
-    returns into replay Ops."""
+    """Reusable output arrays for prl_scan_batches (the inspector reads
+    records with it), and the Replayer that applies batches to an index."""
 
     def __init__(self, max_batches: int = 1 << 16, max_records: int = 1 << 20):
         self.max_batches = max_batches
-        self._alloc(max_records)
-        self.b_lsn = np.zeros(max_batches, np.uint64)
-        self.b_off = np.zeros(max_batches, np.uint32)
-        self.b_len = np.zeros(max_batches, np.uint32)
-        self.b_cnt = np.zeros(max_batches, np.uint32)
         self.res = ffi.new("prl_scan_result *")
+        self._replayer: Optional[Replayer] = None
+        # the arrays (~40 MB) are made by the first scan: recovery never scans
+        self._batches(0)
+        self._alloc(0)
+        self.max_records = max_records
+
+    def _batches(self, n: int) -> None:
+        self.b_lsn = np.zeros(n, np.uint64)
+        self.b_off = np.zeros(n, np.uint32)
+        self.b_len = np.zeros(n, np.uint32)
+        self.b_cnt = np.zeros(n, np.uint32)
 
     def _alloc(self, n: int) -> None:
         self.max_records = n
@@ -123,6 +127,9 @@ class Scanner:
     def scan(self, base: Any, size: int, seq: int, offset: int, lsn: int) -> Any:
         """One prl_scan_batches call; grows the record arrays when a single
         batch holds more records than they do."""
+        if not len(self.b_lsn):
+            self._batches(self.max_batches)
+            self._alloc(self.max_records)
         while True:
             fb = ffi.from_buffer
             check(lib.prl_scan_batches(
@@ -139,101 +146,27 @@ class Scanner:
                 continue
             return r
 
-    def replay(self, index: GroupIndex, seq: int, mem: memoryview, nb: int, n: int, path: str,
+    def replayer(self, index: GroupIndex, handle: Any = None) -> Replayer:
+        """The Replayer for `index` (one at a time; with the log's handle it
+        counts live bytes: replay.py)."""
+        rp = self._replayer
+        if rp is None or rp.index is not index:
+            rp = self._replayer = Replayer(index, handle)
+        return rp
+
+    def replay(self, index: GroupIndex, seq: int, mem: Any, nb: int, n: int, path: str,
                release: array[int], superseded: List[Tuple[int, SnapRef]],
                skip_bad: bool) -> int:
-        """Apply the first n scanned records (of nb batches) to `index`.
-
-        Spans of entry and hard-state records go to C in one call each
-        (`_bulk`), runs of STAGE records through one op each; the other
-        records are decoded into Ops first and applied one by one, in log
-        order.  A record whose payload does not decode (its batch checksum
-        was fine: only a writer bug makes one) is a CorruptionError, or with
-        skip_bad its whole batch is left out.  Returns the batches left out."""
-        types = self.r_type[:n]
-        pos_np = (np.uint64(seq) << np.uint64(32)) | self.r_off[:n].astype(np.uint64)
-        hs = types == R.HARD_STATE
-        votes = np.zeros(n, np.uint64)
-        if hs.any():
-            # a hard state's payload is its vote (8 bytes); another length is
-            # left to _decode, which says what is wrong with it
-            hs &= self.r_len[:n] == _HS_PAYLOAD
-            words = np.frombuffer(mem, "<u8", count=len(mem) // 8)  # a cut file: any size
-            votes[hs] = words[(self.r_off[:n][hs].astype(np.int64) + R.RECORD_HEADER_SIZE) >> 3]
-        simple = (types == R.ENTRY) | hs
-        if simple.all():
-            self._bulk(index, 0, n, pos_np, votes)
-            return 0
-        ops: Dict[int, O.Op] = {}
-        bad_batches = set()
-        batch_of = np.repeat(np.arange(nb), self.b_cnt[:nb])
-        # a run of STAGE records is one op at its first record; the rest of
-        # the run is neither decoded nor visited below
-        heads = self._stage_ops(n, batch_of, ops)
-        tails = types == R.STAGE
-        tails[heads] = False
-        other = np.flatnonzero(~simple & ~tails).tolist()
-        for k in other:
-            t, o = int(types[k]), int(self.r_off[k])
-            if t == R.STAGE:
-                continue  # in ops already, a run at a time
-            payload = mem[o + R.RECORD_HEADER_SIZE:o + R.RECORD_HEADER_SIZE + int(self.r_len[k])]
-            try:
-                ops[k] = O.decode(t, int(self.r_group[k]), int(self.r_index[k]),
-                                  int(self.r_term[k]), bytes(payload), k)
-            except ValueError as exc:
-                if not skip_bad:
-                    raise CorruptionError(path, o, f"bad {R.NAMES[t]} payload: {exc}") from None
-                bad_batches.add(int(batch_of[k]))
-        if bad_batches:
-            other = sorted(set(other) | set(np.flatnonzero(np.isin(batch_of, list(bad_batches)))
-                                            .tolist()))
-        positions = array("Q")
-        positions.frombytes(pos_np.tobytes())
-        prev = 0
-        for k in other + [n]:
-            if k > prev:
-                self._bulk(index, prev, k, pos_np, votes)
-            prev = k + 1
-            if k < n and k in ops and (not bad_batches or int(batch_of[k]) not in bad_batches):
-                op = ops[k]
-                freed = apply_ops(index, [op], positions)
-                release.extend(freed.release)
-                superseded.extend(freed.superseded)
-                if isinstance(op, O.Stage):
-                    prev = op.hi  # past the run
-        return len(bad_batches)
-
-    def _stage_ops(self, n: int, batch_of: np.ndarray, ops: Dict[int, O.Op]) -> List[int]:
-        """One STAGE op per run of STAGE records among the first n that
-        follow each other in one batch, of one group, with consecutive
-        indexes (a purge's staged batch is one run), keyed by its first
-        record: a group's staged entries replay in numpy, not one by one.
-        Returns the first records of the runs."""
-        ks = np.flatnonzero(self.r_type[:n] == R.STAGE)
-        if not len(ks):
-            return []
-        g, ix, b = self.r_group[ks], self.r_index[ks], batch_of[ks]
-        cut = ((ks[1:] != ks[:-1] + 1) | (g[1:] != g[:-1]) | (ix[1:] != ix[:-1] + np.uint64(1)) |
-               (b[1:] != b[:-1]))
-        heads = np.concatenate(([0], np.flatnonzero(cut) + 1)).tolist()
-        terms = self.r_term[ks]
-        out = []
-        for a, e in zip(heads, heads[1:] + [len(ks)]):
-            k = int(ks[a])
-            ops[k] = O.Stage(int(g[a]), int(ix[a]), terms[a:e].copy(), k, k + e - a)
-            out.append(k)
-        return out
-
-    def _bulk(self, index: GroupIndex, s: int, e: int, pos_np: np.ndarray,
-              votes: np.ndarray) -> None:
-        """Entry and hard-state records s..e-1 (any groups), in log order, in
-        one C call (prl_index_replay: the same as applying them one by one)."""
-        fb = ffi.from_buffer
-        check(lib.prl_index_replay(
-            index.h, e - s, fb("uint8_t[]", self.r_type[s:e]), fb("uint64_t[]", self.r_group[s:e]),
-            fb("uint64_t[]", self.r_index[s:e]), fb("uint64_t[]", self.r_term[s:e]),
-            fb("uint64_t[]", pos_np[s:e]), fb("uint64_t[]", votes[s:e])), "replay")
+        """Applies the nb batches (n records) the last scan returned to
+        `index`, as recovery does (replay.py; no live-byte accounting, so
+        `release` stays empty).  A record whose payload does not decode
+        (its batch checksum was fine: only a writer bug makes one) is a
+        CorruptionError, or with skip_bad its whole batch is left out.
+        Returns the batches left out."""
+        out = self.replayer(index).run(seq, ffi.from_buffer("uint8_t[]", mem), len(mem), mem,
+                                       int(self.b_off[0]), int(self.b_lsn[0]), path, superseded,
+                                       skip_bad, nb)
+        return out.skipped
 
 
 def probe(base: Any, size: int, seq: int, offset: int, min_lsn: int) -> Optional[Found]:
@@ -437,23 +370,15 @@ class Recovery:
     def _replay(self, seq: int, base: Any, size: int, mem: memoryview, offset: int,
                 lsn: int) -> Tuple[int, int, int, int]:
         res = self.result
-        sc = self.scanner
-        while True:
-            r = sc.scan(base, size, seq, offset, lsn)
-            nb, nr = int(r.n_batches), int(r.n_records)
-            if nb:
-                bad = sc.replay(self.index, seq, mem, nb, nr, self._name(seq), self.release,
-                                res.superseded, self.mode == TOLERATE_ANY)
-                del self.release[:]
-                self.index.discard_release()
-                res.skipped_batches += bad
-                if bad:
-                    self._skipped_at(seq, offset)
-                res.recovered_batches += nb - bad
-                res.recovered_bytes += int(sc.b_len[:nb].sum())
-            offset, lsn = int(r.next_offset), int(r.next_lsn)
-            if r.reason != lib.PRL_R_NONE:
-                return offset, lsn, int(r.reason), int(r.bad_len)
+        rp = self.scanner.replayer(self.index, self.h)
+        out = rp.run(seq, base, size, mem, offset, lsn, self._name(seq), res.superseded,
+                     self.mode == TOLERATE_ANY)
+        res.skipped_batches += out.skipped
+        if out.first_skipped is not None:
+            self._skipped_at(seq, out.first_skipped)
+        res.recovered_batches += out.batches
+        res.recovered_bytes += out.bytes
+        return out.offset, out.lsn, out.reason, out.bad_len
 
 def _first_batch_lsn(base: Any, size: int, seq: int) -> Optional[int]:
     """The lsn in the header slot of a segment's first batch if that slot names
@@ -476,8 +401,19 @@ def _zero_header(base: Any, size: int) -> bool:
 
 
 def retain_live(handle: Any, index: GroupIndex) -> None:
-    """Tell the C log which records are still needed (live-byte accounting):
-    what the C index holds, walked in C, and the key-value records."""
+    """Tell the C log which records are still needed (live-byte accounting).
+    Replay counted them as the writes did (replay.py); where it could not
+    be exact, every segment is counted again from the index."""
+    rp = accounts(index)
+    if rp is not None and rp.finish():
+        return
+    check(lib.prl_replay_reset_live(handle), "reset live")
+    recount_live(handle, index)
+
+
+def recount_live(handle: Any, index: GroupIndex) -> None:
+    """Retain every record the index needs: what the C index holds, walked
+    in C, and the key-value records (live bytes start from 0)."""
     n = ffi.new("uint64_t *")
     check(lib.prl_index_live_count(index.h, n), "live count")
     live = np.empty(int(n[0]), np.uint64)
@@ -490,3 +426,4 @@ def retain_live(handle: Any, index: GroupIndex) -> None:
             chunk = part[k:k + step]
             check(lib.prl_log_retain(handle, len(chunk), ffi.from_buffer("uint64_t[]", chunk)),
                   "retain")
+
