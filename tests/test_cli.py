@@ -6,7 +6,6 @@ import json
 import os
 import time
 import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -16,16 +15,10 @@ from pyraftlog import ConfState, Entry, HardState, Snapshot, SnapshotMeta, Write
 from pyraftlog import record as R
 from pyraftlog.cli import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.common import PYTHON, ROOT, child_env, flip_byte
+from tests.common import run_cli as run
+
 SEG1 = "0000000000000001.seg"
-
-
-def run(*args, timeout=60):
-    """`python -m pyraftlog ARGS` -> CompletedProcess (text)."""
-    p = subprocess.run([sys.executable, "-m", "pyraftlog", *map(str, args)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in p.stderr, p.stderr
-    return p
 
 
 def one_line_error(p, *words):
@@ -88,14 +81,6 @@ def batches(path):
         out.append((off, length, lsn))
         off += length
     return out
-
-
-def flip(path, offset):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x5A]))
 
 
 @pytest.fixture
@@ -293,8 +278,8 @@ def test_dump_data_bytes(tmp_path):
 def test_dump_into_a_closed_pipe(tmp_path):
     d = tmp_path / "log"
     make_log(d, n=400, segment_size=1 << 20)
-    p = subprocess.Popen([sys.executable, "-m", "pyraftlog", "dump", str(d)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen([*PYTHON, "-m", "pyraftlog", "dump", str(d)], cwd=ROOT,
+                         env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.readline()
     p.stdout.close()
     assert p.wait(timeout=60) in (0, 1)
@@ -307,7 +292,7 @@ def test_corrupt_batch_inside_the_log(good):
     d, _ = good
     seg = d / SEG1
     off, length, lsn = batches(seg)[10]
-    flip(seg, off + length // 2)
+    flip_byte(seg, off + length // 2, 0x5A)
     before = tree(d)
 
     line = one_line_error(run("verify", d), "verify", SEG1, f"offset {off}:", "checksum")
@@ -331,7 +316,7 @@ def test_torn_tail_is_reported_but_not_fatal_to_inspect(good):
     d, _ = good
     seg = d / SEG1
     off, length, _ = batches(seg)[-1]
-    flip(seg, off + length - 4)
+    flip_byte(seg, off + length - 4, 0x5A)
     one_line_error(run("verify", d), f"offset {off}:", "torn tail")
     p = run("inspect", d, "--json")
     assert p.returncode == 0, p.stderr
@@ -352,14 +337,14 @@ def test_corrupt_non_newest_segment(tmp_path):
     make_log(d, segment_size=4096, n=60)
     seg = d / SEG1
     off, length, lsn = batches(seg)[2]
-    flip(seg, off + 40)
+    flip_byte(seg, off + 40, 0x5A)
     one_line_error(run("verify", d), SEG1, f"offset {off}:", f"batches from {lsn} are missing")
     one_line_error(run("inspect", d), SEG1)
 
 
 def test_corrupt_segment_header(good):
     d, _ = good
-    flip(d / SEG1, 20)
+    flip_byte(d / SEG1, 20, 0x5A)
     for cmd in ("verify", "inspect", "dump"):
         one_line_error(run(cmd, d), SEG1, "offset 0:", "segment header checksum mismatch")
 
@@ -367,7 +352,7 @@ def test_corrupt_segment_header(good):
 def test_corrupt_snapshot_file(good):
     d, _ = good
     snap = d / "snapshots" / os.listdir(d / "snapshots")[0]
-    flip(snap, os.path.getsize(snap) - 1)
+    flip_byte(snap, os.path.getsize(snap) - 1, 0x5A)
     one_line_error(run("verify", d), str(snap), "snapshot data checksum mismatch")
     os.unlink(snap)
     one_line_error(run("verify", d), "snapshot file missing")
@@ -498,8 +483,8 @@ WRITER = textwrap.dedent("""
 @pytest.mark.parametrize("sync", [0, 1])
 def test_directory_a_subprocess_keeps_writing(tmp_path, sync):
     d = tmp_path / "log"
-    w = subprocess.Popen([sys.executable, "-c", WRITER, str(d), str(sync)], cwd=ROOT,
-                         stdout=subprocess.PIPE, text=True)
+    w = subprocess.Popen([*PYTHON, "-c", WRITER, str(d), str(sync)], cwd=ROOT,
+                         env=child_env(), stdout=subprocess.PIPE, text=True)
     try:
         assert w.stdout.readline() == "ready\n"
         for _ in range(3):

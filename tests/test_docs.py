@@ -8,7 +8,8 @@ import pytest
 
 import pyraftlog
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.common import ROOT
+
 BLOCKS = re.findall(r"```python\n(.*?)```", open(os.path.join(ROOT, "README.md")).read(), re.S)
 RUNNABLE = [b for b in BLOCKS if "sys.argv" not in b]
 

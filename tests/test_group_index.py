@@ -11,10 +11,11 @@ from array import array
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-import index_model as M
 from pyraftlog import HardState, SnapshotMeta
 from pyraftlog._native import ffi, lib
 from pyraftlog.group_index import GUESSED, GroupIndex
+
+from tests import index_model as M
 
 GROUPS = (0, 5, 2**64 - 1)
 

@@ -14,7 +14,7 @@ import pyraftlog.logger as L
 from pyraftlog import CorruptionError, Entry, PoisonedError, WriteBatch
 from pyraftlog import failpoint as fp
 
-from common import append, run_child, seg_files
+from tests.common import append, flip_byte, run_child, seg_files
 
 SEG = 1 << 16
 
@@ -30,14 +30,6 @@ def _write_three(path):
         for i in (1, 2, 3):
             append(log, 1, i, 1, size=200).wait()
     return os.path.join(path, seg_files(path)[-1])
-
-
-def _flip(path, offset):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0xFF]))
 
 
 def _last_nonzero(path):
@@ -67,7 +59,7 @@ def test_recovery_summary_is_info_and_names_the_directory(log_dir, caplog):
 
 def test_a_torn_tail_cut_is_a_warning(log_dir, caplog):
     seg = _write_three(str(log_dir))
-    _flip(seg, _last_nonzero(seg))  # inside the last batch: never acknowledged by a later one
+    flip_byte(seg, _last_nonzero(seg))  # inside the last batch: never acknowledged by a later one
     with caplog.at_level(logging.DEBUG, logger="pyraftlog"):
         with pyraftlog.open(str(log_dir), segment_size=SEG) as log:
             assert log.last_index(1) == 2
@@ -90,7 +82,7 @@ def test_tolerate_any_skips_are_one_warning(log_dir, caplog):
             and raw[k - 1] != 1]
     assert len(runs) == 10
     for k in (2, 4, 6):
-        _flip(seg, runs[k] + 100)
+        flip_byte(seg, runs[k] + 100)
     with pytest.raises(CorruptionError):
         pyraftlog.open(path, segment_size=SEG, recovery_mode="strict")
     with caplog.at_level(logging.DEBUG, logger="pyraftlog"):

@@ -24,10 +24,11 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from model import Model, error_name, observe, replay, static_error
 
 import pyraftlog
 from pyraftlog import ConfState, Entry, HardState, Snapshot, SnapshotMeta
+
+from tests.model import Model, error_name, observe, replay, static_error
 
 GROUPS = (0, 1, 7, 2**64 - 1)
 KEYS = (b"a", b"b", b"applied")

@@ -12,9 +12,9 @@ from hypothesis.stateful import rule
 import pyraftlog
 from pyraftlog import Entry
 
-from common import wait_until
-from model import replay
-from test_model import EXAMPLES, GROUPS, LogMachine
+from tests.common import wait_until
+from tests.model import replay
+from tests.test_model import EXAMPLES, GROUPS, LogMachine
 
 SEGMENT = 64 * 1024
 FILL = 24   # batches of ~8 KB: three segments' worth

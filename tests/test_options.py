@@ -8,7 +8,7 @@ import pytest
 
 from pyraftlog import Entry, WriteBatch
 
-from common import append, free_files, seg_files, wait_until
+from tests.common import append, free_files, seg_files, wait_until
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -13,12 +13,13 @@ import pytest
 
 import pyraftlog
 
+from tests.common import ROOT
+
 try:
     import tomllib
 except ImportError:  # Python < 3.11
     tomllib = pytest.importorskip("tomli")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VERSION_FILE = os.path.join(ROOT, "pyraftlog", "_version.py")
 
 

@@ -4,22 +4,17 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import sys
 
 import pytest
 
 pytest.importorskip("matplotlib")  # in the [test] extra; `make perf` installs it too
 
-PERF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "perf")
-
 
 @pytest.fixture(scope="module")
 def perf_modules():
-    sys.path.insert(0, PERF)
-    try:
-        yield importlib.import_module("harness"), importlib.import_module("plots")
-    finally:
-        sys.path.remove(PERF)
+    """perf/harness.py and perf/plots.py, reached from the repository root
+    (perf/ is a folder of scripts: a namespace package)."""
+    return importlib.import_module("perf.harness"), importlib.import_module("perf.plots")
 
 
 def small_results(harness):

@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -11,8 +10,8 @@ import pytest
 import pyraftlog.purge as P
 from pyraftlog import ConfState, Entry, HardState, Snapshot, SnapshotMeta, WriteBatch
 
-from common import ROOT, append, state, wait_until
-from model import Model, observe, replay
+from tests.common import PYTHON, append, child_env, state, wait_until
+from tests.model import Model, observe, replay
 
 SEG = 1 << 16
 
@@ -129,11 +128,11 @@ while True:
 
 
 def test_crash_during_rewrite_loses_nothing(open_log, log_dir, tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = child_env()
     expected = None
     for round_ in range(6):
         d = tmp_path / f"r{round_}"
-        p = subprocess.Popen([sys.executable, "-c", CHILD, str(d)], env=env,
+        p = subprocess.Popen([*PYTHON, "-c", CHILD, str(d)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             assert p.stdout.readline() == b"synced\n", p.stderr.read().decode()

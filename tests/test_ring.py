@@ -4,7 +4,7 @@ import os
 
 from pyraftlog import Entry, Snapshot, SnapshotMeta, WriteBatch
 
-from common import append, free_files, run_child, seg_files, state, wait_until
+from tests.common import append, free_files, run_child, seg_files, state, wait_until
 
 SEG = 1 << 16
 

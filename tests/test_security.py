@@ -18,22 +18,19 @@ import pickle
 import re
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
-import threading
 
 import pytest
 
 import pyraftlog
 from pyraftlog import CorruptionError, Entry, Snapshot, SnapshotMeta, WriteBatch
 
-from common import ROOT, run_child
+from tests.common import ROOT, bounded, run_child
+from tests.common import run_cli as cli
 
 SEG = 1 << 16
 SEG1 = "0000000000000001.seg"
 MODES = ("strict", "tolerate_tail", "tolerate_any")
-WAIT = 20  # seconds: the bound on an open that must not hang
 
 
 @pytest.fixture(autouse=True)
@@ -57,25 +54,6 @@ def make_log(path, snapshot=True):
                 2, Snapshot(SnapshotMeta(5, 1), b"snapshot data"))).wait()
         log.sync()
     return str(path)
-
-
-def bounded(fn, what="open"):
-    """fn() in a thread; fails instead of hanging (a FIFO opened blocking)."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back
-            box["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(WAIT)
-    assert not t.is_alive(), f"{what} hung"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 # -- modes ------------------------------------------------------------------
@@ -233,7 +211,7 @@ def test_open_refuses_what_is_not_a_regular_file(hostile, place, kind, rmode):
     # wants); the other names are parts of the log
     want = OSError if place == "lock" else CorruptionError
     with pytest.raises(want) as ei:
-        bounded(lambda: pyraftlog.open(path, segment_size=SEG, recovery_mode=rmode))
+        bounded(lambda: pyraftlog.open(path, segment_size=SEG, recovery_mode=rmode), "open")
     if place == "lock":
         assert ei.value.filename == target and "not a regular file" in str(ei.value)
     else:
@@ -251,7 +229,7 @@ SNAP_KINDS = ("symlink_to_dir", "symlink", "fifo", "device")
 def test_open_refuses_a_snapshots_dir_that_is_not_a_directory(hostile, kind, rmode):
     path, target, out = hostile("snapshots", kind)
     with pytest.raises(CorruptionError) as ei:
-        bounded(lambda: pyraftlog.open(path, segment_size=SEG, recovery_mode=rmode))
+        bounded(lambda: pyraftlog.open(path, segment_size=SEG, recovery_mode=rmode), "open")
     assert ei.value.path == target and "not a directory" in ei.value.reason
     out.unchanged()
 
@@ -267,7 +245,7 @@ def _snap_file(path):
 def test_open_refuses_a_snapshot_file_that_is_not_a_regular_file(hostile, pristine, kind, rmode):
     path, target, out = hostile(_snap_file(pristine), kind)
     with pytest.raises(CorruptionError) as ei:
-        bounded(lambda: pyraftlog.open(path, segment_size=SEG, recovery_mode=rmode))
+        bounded(lambda: pyraftlog.open(path, segment_size=SEG, recovery_mode=rmode), "open")
     assert ei.value.path == target and "not a regular file" in ei.value.reason
     out.unchanged()
 
@@ -304,12 +282,6 @@ def test_names_outside_the_format_are_left_alone(tmp_path, pristine):
 
 
 # -- the command line ---------------------------------------------------------
-
-def cli(*args):
-    p = subprocess.run([sys.executable, "-m", "pyraftlog", *map(str, args)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
-    assert "Traceback" not in p.stderr, p.stderr
-    return p
 
 
 @pytest.mark.parametrize("kind", FILE_KINDS)

@@ -5,7 +5,7 @@ import pytest
 
 from pyraftlog import ConfState, CorruptionError, Snapshot, SnapshotMeta, WriteBatch
 
-from common import append, run_child
+from tests.common import append, run_child
 
 CS = ConfState((1, 2, 3))
 

@@ -9,7 +9,7 @@ import time
 
 from pyraftlog import Entry, WriteBatch
 
-from common import append, wait_until
+from tests.common import append, wait_until
 
 SEG = 1 << 16
 

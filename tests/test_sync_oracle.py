@@ -22,9 +22,10 @@ import json
 import os
 import struct
 import subprocess
-import sys
 
 import pytest
+
+from tests.common import PYTHON, build_preload, child_env, preloaded
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPY_C = os.path.join(HERE, "syncspy.c")
@@ -75,18 +76,13 @@ json.dump({"writes": writes, "done": done, "syncs": stats["syncs"],
 
 @pytest.fixture(scope="module")
 def spy(tmp_path_factory):
-    so = str(tmp_path_factory.mktemp("syncspy") / "syncspy.so")
-    cc = os.environ.get("CC", "cc")
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o", so, SPY_C, "-ldl",
-                    "-lpthread"], check=True, capture_output=True, text=True)
-    return so
+    return build_preload(SPY_C, tmp_path_factory.mktemp("syncspy"))
 
 
 def run_spied(spy, tmp_path, *, sync=True, threads=3, per_thread=80, delay_us=2000):
     path, out, events = (str(tmp_path / n) for n in ("log", "out.json", "events"))
-    env = dict(os.environ, SYNCSPY_OUT=events, SYNCSPY_DELAY_US=str(delay_us))
-    env["LD_PRELOAD"] = " ".join(x for x in (os.environ.get("LD_PRELOAD"), spy) if x)
-    subprocess.run([sys.executable, "-c", CHILD, path, out, "1" if sync else "0", str(threads),
+    env = child_env(SYNCSPY_OUT=events, SYNCSPY_DELAY_US=str(delay_us), LD_PRELOAD=preloaded(spy))
+    subprocess.run([*PYTHON, "-c", CHILD, path, out, "1" if sync else "0", str(threads),
                     str(per_thread)], env=env, check=True, timeout=240)
     with open(out) as f:
         res = json.load(f)

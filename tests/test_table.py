@@ -8,7 +8,7 @@ import pyraftlog
 from pyraftlog import Entry, HardState, WriteBatch
 from pyraftlog.engine import crc32c
 
-from common import seg_files, wait_until
+from tests.common import seg_files, wait_until
 
 SEG = 4096
 SEGMENT_HEADER = struct.Struct("<8sIIQQQ20sI")  # docs/FORMAT.md, segment header

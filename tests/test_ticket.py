@@ -17,7 +17,6 @@ import errno
 import logging
 import os
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -26,6 +25,8 @@ import pytest
 
 import pyraftlog
 from pyraftlog import Entry, HardState, PoisonedError, WriteBatch, failpoint
+
+from tests.common import PYTHON, child_env
 
 SEG = 1 << 20
 WAIT = 30  # seconds: the bound on every wait that is expected to succeed
@@ -431,8 +432,8 @@ def test_callback_that_reads_the_engine_during_close_does_not_deadlock(tmp_path)
             import os; os._exit(2)
         print("ok", out, flush=True)
     """)
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run([*PYTHON, "-c", script], env=child_env(), capture_output=True,
+                       text=True, timeout=60)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert r.stdout.startswith("ok")
     assert "b'v'" in r.stdout or "closed" in r.stdout

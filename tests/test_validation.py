@@ -13,11 +13,9 @@ Also: ClosedError, LockedError, the context manager and the data types.
 import os
 import pathlib
 import subprocess
-import sys
 import textwrap
 
 import pytest
-from model import observe
 
 import pyraftlog
 from pyraftlog import (
@@ -32,6 +30,9 @@ from pyraftlog import (
     SnapshotOutOfDateError,
     UnavailableError,
 )
+
+from tests.common import PYTHON, child_env, run_child
+from tests.model import observe
 
 G = 7               # compacted group with a snapshot, entries 6..10
 A = 0               # plain group, entries 1..5
@@ -444,28 +445,18 @@ CHILD_HOLD = textwrap.dedent("""
 """)
 
 
-def _child_env():
-    env = dict(os.environ)
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(here)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
 def test_open_locked_by_this_process_fails_in_subprocess(open_log, log_dir):
     log = open_log()
     populate(log)
-    r = subprocess.run([sys.executable, "-c", CHILD_TRY_OPEN, str(log_dir)],
-                       env=_child_env(), capture_output=True, timeout=60)
+    r = run_child(CHILD_TRY_OPEN, log_dir)
     assert r.returncode == 3, r.stderr.decode()
     log.close()
-    r = subprocess.run([sys.executable, "-c", CHILD_TRY_OPEN, str(log_dir)],
-                       env=_child_env(), capture_output=True, timeout=60)
+    r = run_child(CHILD_TRY_OPEN, log_dir)
     assert r.returncode == 0, r.stderr.decode()
 
 
 def test_open_locked_by_subprocess_fails_here(open_log, log_dir):
-    child = subprocess.Popen([sys.executable, "-c", CHILD_HOLD, str(log_dir)], env=_child_env(),
+    child = subprocess.Popen([*PYTHON, "-c", CHILD_HOLD, str(log_dir)], env=child_env(),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert child.stdout.readline() == b"ready\n", child.stderr.read().decode()
@@ -484,7 +475,7 @@ def test_open_locked_by_subprocess_fails_here(open_log, log_dir):
 
 
 def test_lock_released_when_holder_process_dies(open_log, log_dir):
-    child = subprocess.Popen([sys.executable, "-c", CHILD_HOLD, str(log_dir)], env=_child_env(),
+    child = subprocess.Popen([*PYTHON, "-c", CHILD_HOLD, str(log_dir)], env=child_env(),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert child.stdout.readline() == b"ready\n", child.stderr.read().decode()

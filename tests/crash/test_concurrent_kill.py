@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-import workload as W
+from tests.crash import workload as W
 
 KILL_POINTS = max(3, int(os.environ.get("PYRAFTLOG_KILL_POINTS", "20")) // 8)
 THREADS = 16

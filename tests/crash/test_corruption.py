@@ -34,8 +34,9 @@ from pyraftlog import CorruptionError
 from pyraftlog import record as R
 from pyraftlog.snapshot_store import HEADER as SNAP_HEADER
 
-import workload as W
-from workload import extend, flip_bit, forge_batch, forge_segment_header, garbage, truncate, zero
+from tests.crash import workload as W
+from tests.crash.workload import (extend, flip_bit, forge_batch, forge_segment_header, garbage,
+                                  truncate, zero)
 
 N = 60
 SEG = 16 << 10

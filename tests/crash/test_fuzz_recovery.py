@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 import pyraftlog
 from pyraftlog import CorruptionError
 
-import workload as W
+from tests.crash import workload as W
 
 N = 40
 SEG = 16 << 10

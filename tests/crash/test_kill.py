@@ -27,7 +27,7 @@ import pytest
 import pyraftlog
 from pyraftlog import Entry
 
-import workload as W
+from tests.crash import workload as W
 
 KILL_POINTS = max(4, int(os.environ.get("PYRAFTLOG_KILL_POINTS", "20")))
 CHAIN_LEN = 5 if KILL_POINTS <= 40 else 10

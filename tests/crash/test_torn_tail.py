@@ -26,7 +26,7 @@ import pytest
 import pyraftlog
 from pyraftlog import CorruptionError, Entry
 
-import workload as W
+from tests.crash import workload as W
 
 N = 30
 SEG = 16 << 10

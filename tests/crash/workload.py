@@ -11,8 +11,8 @@ marker ``put(MARKER, b"t<thread>", b"<batch id>")``: no two prefixes of a
 stream leave the same state, so a lost batch can never hide behind an equal
 state.
 
-Child (``python workload.py run DIR --seed S ...``) output, one line each,
-written with ``os.write`` (atomic, unbuffered):
+Child (``python -m tests.crash.workload run DIR --seed S ...``) output, one
+line each, written with ``os.write`` (atomic, unbuffered):
 
     O                      the child is about to open (recover) the log
     S                      the log is open and the writers start
@@ -36,18 +36,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
-
-import pyraftlog  # noqa: E402
-from pyraftlog import (  # noqa: E402
+import pyraftlog
+from pyraftlog import (
     CompactedError,
     ConfState,
     CorruptionError,
@@ -58,7 +52,8 @@ from pyraftlog import (  # noqa: E402
     UnavailableError,
 )
 
-from model import GroupModel, Model, replay  # noqa: E402
+from tests.common import child_env, python_module
+from tests.model import GroupModel, Model, replay
 
 U64_MAX = 2**64 - 1
 MARKER = 2**63                      # the group holding every thread's progress marker
@@ -67,7 +62,6 @@ DATA_SIZES = (0, 0, 1, 7, 8, 9, 64, 100, 333, 1000, 2500)
 SNAP_SIZES = (0, 0, 1, 100, 4000, 20000)
 ENTRY_TYPES = (0, 0, 0, 0, 1, 2, 255)
 MAX_BATCH_BYTES = 12000             # stays well inside a 64 KiB segment
-WORKLOAD_PY = os.path.abspath(__file__)
 
 
 def thread_groups(t):
@@ -364,13 +358,12 @@ def run_child(args):
 def child_command(path, seed, *, start=(), threads=1, readers=0, count=10**9, segment_size=64 << 10,
                   sync=True, wait_prob=0.3, pause=0.0, finish="exit", mode="tolerate_tail",
                   purge_threshold=0, prepare_ahead=0, purge_batch_bytes=0):
-    return [sys.executable, WORKLOAD_PY, "run", str(path), "--seed", str(seed),
-            "--start", ",".join(str(s) for s in start), "--threads", str(threads),
-            "--readers", str(readers), "--count", str(count),
-            "--segment-size", str(segment_size), "--sync", str(int(sync)),
-            "--wait-prob", str(wait_prob), "--pause", str(pause), "--finish", finish,
-            "--mode", mode, "--purge-threshold", str(purge_threshold),
-            "--prepare-ahead", str(prepare_ahead), "--purge-batch-bytes", str(purge_batch_bytes)]
+    return python_module("tests.crash.workload", "run", path, "--seed", seed,
+                         "--start", ",".join(str(s) for s in start), "--threads", threads,
+                         "--readers", readers, "--count", count, "--segment-size", segment_size,
+                         "--sync", int(sync), "--wait-prob", wait_prob, "--pause", pause,
+                         "--finish", finish, "--mode", mode, "--purge-threshold", purge_threshold,
+                         "--prepare-ahead", prepare_ahead, "--purge-batch-bytes", purge_batch_bytes)
 
 
 def write_and_exit(path, seed, count, **kw):
@@ -378,7 +371,8 @@ def write_and_exit(path, seed, count, **kw):
     close unless finish="close"); returns the parsed output."""
     kw.setdefault("finish", "sync")
     cmd = child_command(path, seed, count=count, **kw)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(),
+                       timeout=120)
     out = parse_output(p.stdout.decode())
     if p.returncode != 0 or out.errors or not out.done:
         raise AssertionError(f"child failed rc={p.returncode}: {out.errors} "
@@ -434,7 +428,7 @@ def run_and_kill(path, seed, *, kill_after_acks=None, kill_after_s=None, kill_on
     seconds after start.  Returns the parsed output (only complete lines
     count)."""
     cmd = child_command(path, seed, **kw)
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
     out, buf = Output(), b""
     deadline = time.monotonic() + timeout
     t0 = time.monotonic()
@@ -678,9 +672,10 @@ def run_reference_child(args):
 def write_reference(path, n, segment_size=16 << 10, start=0, finish="exit"):
     """Write reference batches start+1..n from a child that waits for each
     ticket, then exits without close (finish="exit") or closes."""
-    cmd = [sys.executable, WORKLOAD_PY, "reference", str(path), "--count", str(n),
-           "--start", str(start), "--segment-size", str(segment_size), "--finish", finish]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    cmd = python_module("tests.crash.workload", "reference", path, "--count", n, "--start", start,
+                        "--segment-size", segment_size, "--finish", finish)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(),
+                       timeout=120)
     if p.returncode:
         raise AssertionError(f"reference writer failed: {p.stderr.decode()[-3000:]}")
 

@@ -26,7 +26,6 @@ import os
 import pathlib
 import re
 import subprocess
-import sys
 import threading
 import time
 
@@ -36,6 +35,8 @@ import pyraftlog
 from pyraftlog import Entry, PoisonedError, Snapshot, SnapshotMeta
 from pyraftlog import failpoint as fp
 from pyraftlog._native import lib
+
+from tests.common import bounded, run_child
 
 SEG = 8192
 ERRNOS = [errno.EIO, errno.ENOSPC]
@@ -60,25 +61,6 @@ def entry_batch(log, i, group=1):
     b = log.batch()
     b.append(group, [Entry(i, 1, data(i))])
     return b
-
-
-def bounded(fn, timeout=WAIT, what="call"):
-    """Run fn in a thread; fail (instead of hanging) if it does not return."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back
-            box["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"{what} hung for {timeout}s"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 class Writer:
@@ -711,9 +693,7 @@ def test_full_disk_raises_enospc_without_sigbus(small_tmpfs):
     SIGBUS would kill it, not the test run."""
     import json
     path = small_tmpfs / "log"
-    p = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(path),
-                        str(small_tmpfs / "filler")],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    p = run_child(FULL_DISK_CHILD, path, small_tmpfs / "filler", timeout=120)
     assert p.returncode == 0, f"child died (rc={p.returncode}): {p.stderr.decode()[-3000:]}"
     out = json.loads(p.stdout.decode().strip().splitlines()[-1])
     assert out["errors"], out

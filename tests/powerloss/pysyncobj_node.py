@@ -46,9 +46,7 @@ def main() -> int:
 
     import pyraftlog
     from pyraftlog.contrib import pysyncobj as contrib
-    examples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
-    sys.path.insert(0, examples)
-    from pysyncobj_demo import Store
+    from pysyncobj_demo import Store  # examples/ is on PYTHONPATH (tests.common.child_env)
 
     engine = pyraftlog.open(args.dir, segment_size=128 << 10)
     contrib.install(engine)

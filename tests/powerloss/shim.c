@@ -1,17 +1,18 @@
 /* shim.c — LD_PRELOAD recorder for the power-loss simulation
- * (tests/powerloss/harness.py builds and uses it; docs/CRASH_SAFETY.md).
+ * (tests/powerloss/recording.py builds it and reads its journal;
+ * docs/CRASH_SAFETY.md).
  *
  * A process kill keeps the page cache, so it cannot show a missing sync.
  * This shim records, for every file under $PRL_PL_ROOT, what a sync made
  * durable: at each fsync/fdatasync/msync(MS_SYNC) it copies the file's whole
  * contents (writes through a MAP_SHARED mapping are visible to read()), and
  * at each directory fsync the directory's listing.  It also records renames
- * and unlinks (with the unlinked file's last contents), so the harness can
+ * and unlinks (with the unlinked file's last contents), so recording.py can
  * follow a file by inode across names and tell an inode's incarnations apart.
  *
  * The copy is taken *before* the real call: everything in it was written
  * before the sync started, so all of it is durable once the call succeeds
- * (bytes written while the sync runs may or may not be; the harness treats
+ * (bytes written while the sync runs may or may not be; image.py treats
  * the bytes outside the copy as possibly lost).  The journal line is written
  * after the real call returned success and before the caller sees that
  * success, so anything the program does because a sync succeeded (complete

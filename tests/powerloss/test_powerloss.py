@@ -1,7 +1,8 @@
 """Power-loss simulation (issue 5, item 2): recovery on every disk image a
 power cut could leave, not only on what a process kill leaves.
 
-See harness.py for the model and docs/CRASH_SAFETY.md for the assumptions.
+See tests/powerloss/__init__.py for the pieces and docs/CRASH_SAFETY.md for
+the model and its assumptions.
 The short run is part of ``make test``; the long one is ``slow``:
 
     PYRAFTLOG_POWERLOSS_IMAGES=200 PYRAFTLOG_POWERLOSS_RUNS=6 \\
@@ -14,41 +15,34 @@ recording it came from.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _load(name: str, file: str):
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, file))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
-H = _load("powerloss_harness", "harness.py")
+from tests.common import PYTHON, child_env
+from tests.powerloss.chain import ChainResult, run_chain
+from tests.powerloss.checker import Checker
+from tests.powerloss.generation import run_generation
+from tests.powerloss.image import PAGE, file_bytes, materialize, page_mask, plan_image
+from tests.powerloss.recording import (Recording, build_shim, parse_journal, recorder_env,
+                                       seed_journal)
+from tests.powerloss.verdict import Expected, judge
+from tests.powerloss.writer import WRITER_DEFAULTS, engine_opts, universe
 
 SEED = int(os.environ.get("PYRAFTLOG_POWERLOSS_SEED", "20240605"))
 
 
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory):
-    return H.build_shim(str(tmp_path_factory.mktemp("shim")))
+    return build_shim(str(tmp_path_factory.mktemp("shim")))
 
 
 @pytest.fixture(scope="module")
 def checker():
-    c = H.Checker()
+    c = Checker()
     yield c
     c.close()
 
@@ -74,7 +68,7 @@ def test_shim_records_syncs_listings_renames_unlinks(shim, tmp_path):
     root, out = tmp_path / "root", tmp_path / "out"
     root.mkdir()
     out.mkdir()
-    k0 = H.seed_journal(str(root), str(out))
+    k0 = seed_journal(str(root), str(out))
     script = textwrap.dedent("""
         import mmap, os
         d = os.environ["PRL_PL_ROOT"]
@@ -97,11 +91,10 @@ def test_shim_records_syncs_listings_renames_unlinks(shim, tmp_path):
         os.rename(d + "/c.tmp", d + "/c")
         os.unlink(d + "/a")
     """)
-    env = dict(os.environ, LD_PRELOAD=shim, PRL_PL_ROOT=str(root), PRL_PL_OUT=str(out),
-               PRL_PL_K0=str(k0))
-    subprocess.run([sys.executable, "-c", script], env=env, check=True)
-    rec = H.Recording(root=os.path.realpath(root), out=str(out))
-    H._parse_journal(rec)
+    env = child_env(**recorder_env(shim, str(root), str(out), k0))
+    subprocess.run([*PYTHON, "-c", script], env=env, check=True)
+    rec = Recording(root=os.path.realpath(root), out=str(out))
+    parse_journal(rec)
     assert not rec.unmodelled and not rec.failed_syncs
     by_label = {inc.label: inc for inc in rec.incs.values()}
     a, b, c = by_label["a"], by_label["b"], by_label["c.tmp"]
@@ -116,18 +109,18 @@ def test_shim_records_syncs_listings_renames_unlinks(shim, tmp_path):
     assert hist[b.key] == [None, "b"]               # created after the directory fsync
     assert hist[c.key] == [None, "c.tmp", "c"]      # created and renamed after it
     # the durable image has only a, as synced; the current one b and c
-    durable = H.plan_image(rec, random.Random(1), "durable")
-    current = H.plan_image(rec, random.Random(1), "current")
+    durable = plan_image(rec, random.Random(1), "durable")
+    current = plan_image(rec, random.Random(1), "current")
     assert sorted(w[1] for w in durable.names.values() if w) == ["a"]
-    assert H.file_bytes(rec, durable, a.key) == b"A" * 5000
+    assert file_bytes(rec, durable, a.key) == b"A" * 5000
     assert sorted(w[1] for w in current.names.values() if w) == ["b", "c"]
-    assert H.file_bytes(rec, current, b.key)[4096:4099] == b"qqq"
+    assert file_bytes(rec, current, b.key)[4096:4099] == b"qqq"
     # some image has b with its synced bytes only
     for seed in range(200):
-        p = H.plan_image(rec, random.Random(seed), "random")
-        if p.names.get(b.key) and H.file_bytes(rec, p, b.key)[4096:4099] == bytes(3) \
+        p = plan_image(rec, random.Random(seed), "random")
+        if p.names.get(b.key) and file_bytes(rec, p, b.key)[4096:4099] == bytes(3) \
                 and p.sizes[b.key] == 8192:
-            assert H.file_bytes(rec, p, b.key)[:3] in (b"xyz", bytes(3))
+            assert file_bytes(rec, p, b.key)[:3] in (b"xyz", bytes(3))
             break
     else:
         raise AssertionError("no image keeps b's synced page and drops the unsynced one")
@@ -136,12 +129,12 @@ def test_shim_records_syncs_listings_renames_unlinks(shim, tmp_path):
 def test_image_page_choices():
     """Torn pages mix old and new per 512-byte sector, cut pages at an
     8-byte boundary; nothing outside the differing pages changes."""
-    m = H._mask(("sec", (64, 0, 3, 64, 0, 0, 0, 0)))
+    m = page_mask(("sec", (64, 0, 3, 64, 0, 0, 0, 0)))
     assert m[:512].all() and not m[512:1024].any()
     assert m[1024:1048].all() and not m[1048:1536].any()
     assert m[1536:2048].all() and not m[2048:].any()
-    m = H._mask(("words", 7, 0.5))
-    assert len(m) == H.PAGE and 0 < m.sum() < H.PAGE
+    m = page_mask(("words", 7, 0.5))
+    assert len(m) == PAGE and 0 < m.sum() < PAGE
     assert (m.reshape(-1, 8).all(axis=1) == m.reshape(-1, 8).any(axis=1)).all()
 
 
@@ -152,17 +145,17 @@ def test_simulation_sees_a_missing_sync(shim, checker, tmp_path, forget):
     """With the recorder told to forget every file fdatasync (or every
     directory fsync), as if the engine never called it, the image of what
     was durable must lose acknowledged batches: the simulation has teeth."""
-    params = dict(H.WRITER_DEFAULTS, batches=40, purge_threshold=1 << 30, reopen_prob=0,
-                  purge_prob=0)
+    params = dict(WRITER_DEFAULTS, batches=40, purge_threshold=1 << 30, reopen_prob=0,
+                purge_prob=0)
     # killed once the last batch is written: most batches are acknowledged by then
-    gen = H.run_generation(str(tmp_path / "g"), shim, 1000, params, [],
-                           extra_env={"PRL_PL_FORGET": forget}, kill=("D", 0, 0.0))
+    gen = run_generation(str(tmp_path / "g"), shim, 1000, params, [],
+                         extra_env={"PRL_PL_FORGET": forget}, kill=("D", 0, 0.0))
     assert gen.acked >= 10, gen.lines[-10:]
-    groups, keys = H.writer_module().universe()
-    exp = H.Expected(gen.batches, groups, keys)
+    groups, keys = universe()
+    exp = Expected(gen.batches, groups, keys)
     img = str(tmp_path / "image")
-    H.materialize(gen.rec, H.plan_image(gen.rec, random.Random(0), "durable"), img)
-    v = H.judge(checker.check(img, H.engine_opts(params), groups, keys), exp, gen.required)
+    materialize(gen.rec, plan_image(gen.rec, random.Random(0), "durable"), img)
+    v = judge(checker.check(img, engine_opts(params), groups, keys), exp, gen.required)
     assert not v.ok, f"a forgotten {forget} sync went unnoticed (acked {gen.acked})"
 
 
@@ -172,8 +165,8 @@ def test_power_loss(shim, checker, tmp_path):
     """3 writer runs (each starts from a crash image of the one before) x 25
     crash images each; every image must recover to exactly a prefix of the
     batches written that holds every acknowledged batch."""
-    res = H.run_chain(SEED, generations=3, images=25, workdir=str(tmp_path / "w"), shim=shim,
-                      batches=200, checker=checker, minimize_budget=40, save_per_kind=1)
+    res = run_chain(SEED, generations=3, images=25, workdir=str(tmp_path / "w"), shim=shim,
+                    batches=200, checker=checker, minimize_budget=40, save_per_kind=1)
     if res.failures:
         pytest.fail(_failure_message(res), pytrace=False)
     assert res.images == 75
@@ -186,11 +179,11 @@ def test_power_loss_long(shim, checker, tmp_path):
     PYRAFTLOG_POWERLOSS_IMAGES crash images."""
     images = int(os.environ.get("PYRAFTLOG_POWERLOSS_IMAGES", "100"))
     runs = int(os.environ.get("PYRAFTLOG_POWERLOSS_RUNS", "4"))
-    total = H.ChainResult()
+    total = ChainResult()
     for r in range(runs):
-        total.add(H.run_chain(SEED + 1 + r, generations=4, images=images,
-                              workdir=str(tmp_path / f"chain{r}"), shim=shim, batches=250,
-                              checker=checker, minimize_budget=60, save_per_kind=2))
+        total.add(run_chain(SEED + 1 + r, generations=4, images=images,
+                            workdir=str(tmp_path / f"chain{r}"), shim=shim, batches=250,
+                            checker=checker, minimize_budget=60, save_per_kind=2))
     print(total.summary())
     if total.failures:
         pytest.fail(_failure_message(total), pytrace=False)

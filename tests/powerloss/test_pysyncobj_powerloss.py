@@ -2,7 +2,7 @@
 
 Nodes 0 and 1 of a 3-node PySyncObj cluster (``GROUPS`` groups) run in this
 process; node 2 (pysyncobj_node.py) runs in a child under the power-loss
-recorder of harness.py (shim.c: a copy of every file at every sync).  The
+recorder (recording.py, shim.c: a copy of every file at every sync).  The
 child starts as a follower of every group; writes go through nodes 0 and 1.
 Partway through, the leader of some groups is destroyed, so the child takes
 part in elections (it votes, or asks for votes).  The child is SIGKILLed at a
@@ -24,14 +24,11 @@ images) is ``slow`` and runs in ``make test-crash``.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -45,8 +42,17 @@ import pyraftlog  # noqa: E402
 from pyraftlog.contrib import pysyncobj as contrib  # noqa: E402
 from pysyncobj_demo import Store, free_ports, value_for  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-NODE_PY = os.path.join(HERE, "pysyncobj_node.py")
+from tests.common import child_env, python_module, wait_for  # noqa: E402
+from tests.powerloss.image import materialize, plan_image  # noqa: E402
+from tests.powerloss.pysyncobj_node import digest  # noqa: E402
+from tests.powerloss.recording import (  # noqa: E402
+    Recording,
+    build_shim,
+    parse_journal,
+    recorder_env,
+    seed_journal,
+)
+
 GROUPS = 3
 SEGMENT = 128 << 10
 SEED = int(os.environ.get("PYRAFTLOG_POWERLOSS_SEED", "20240605"))
@@ -56,43 +62,16 @@ CONF = dict(autoTickPeriod=0.02, raftMinTimeout=0.3, raftMaxTimeout=0.7,
             logCompactionMinTime=10 ** 9)
 
 
-def _load(name: str, file: str):
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, file))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
-H = _load("powerloss_harness", "harness.py")
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = pred()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def digest(data: bytes) -> str:
-    return hashlib.blake2b(bytes(data), digest_size=8).hexdigest()
-
-
 class Child:
     """Node 2: pysyncobj_node.py, its output lines collected by a thread."""
 
-    def __init__(self, root: str, dumps: str, ports, env=None, log=None):
+    def __init__(self, root: str, dumps: str, ports, extra_env=None, log=None):
         arg = ";".join(",".join(map(str, t)) for t in ports)
         self.proc = subprocess.Popen(
-            [sys.executable, NODE_PY, "--dir", root, "--dumps", dumps, "--ports", arg],
+            python_module("tests.powerloss.pysyncobj_node", "--dir", root, "--dumps", dumps,
+                          "--ports", arg),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log or subprocess.DEVNULL,
-            env=env)
+            env=child_env(**(extra_env or {})))
         self.lines = []
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -271,16 +250,13 @@ def run_once(base, shim, seed: int, images: int, extra_env=None) -> dict:
     nodes = Nodes(base, addr)
     child = None
     try:
-        wait_until(lambda: all(nodes.leader(g) is not None for g in range(GROUPS)), 20,
-                   "leaders among nodes 0 and 1")
-        k0 = H.seed_journal(str(root), str(out))
-        env = dict(os.environ, LD_PRELOAD=" ".join(x for x in (os.environ.get("LD_PRELOAD"), shim)
-                                                    if x),
-                   PRL_PL_ROOT=os.path.realpath(root), PRL_PL_OUT=str(out), PRL_PL_K0=str(k0),
-                   **(extra_env or {}))
+        wait_for(lambda: all(nodes.leader(g) is not None for g in range(GROUPS)), 20,
+                 "leaders among nodes 0 and 1")
+        k0 = seed_journal(str(root), str(out))
+        env = dict(recorder_env(shim, os.path.realpath(root), str(out), k0), **(extra_env or {}))
         with open(base / "child.log", "wb") as log:
-            child = Child(str(root), str(dumps), child_ports, env=env, log=log)
-        wait_until(lambda: child.seen("R"), 30, "node 2 to start")
+            child = Child(str(root), str(dumps), child_ports, extra_env=env, log=log)
+        wait_for(lambda: child.seen("R"), 30, "node 2 to start")
         load = Load(nodes)
         elect_at, kill_at = rng.randint(10, 60), rng.randint(30, 150)
         elected = False
@@ -305,14 +281,14 @@ def run_once(base, shim, seed: int, images: int, extra_env=None) -> dict:
         for g, term, vote in term_lines:
             terms.setdefault(int(g), []).append((int(term), vote))
 
-        rec = H.Recording(root=os.path.realpath(root), out=str(out))
-        H._parse_journal(rec)
+        rec = Recording(root=os.path.realpath(root), out=str(out))
+        parse_journal(rec)
         assert not rec.unmodelled and not rec.failed_syncs, (rec.unmodelled, rec.failed_syncs)
         styles = ["durable", "current", "torn", "old-names"] + ["random"] * max(0, images - 4)
         failures = []
         for k, style in enumerate(styles[:images]):
             img = str(base / f"image{k}")
-            H.materialize(rec, H.plan_image(rec, rng, style), img)
+            materialize(rec, plan_image(rec, rng, style), img)
             problems = check_image(img, acks, terms)
             if problems:
                 failures.append(f"image {k} ({style}): " + "; ".join(problems[:3]))
@@ -321,7 +297,7 @@ def run_once(base, shim, seed: int, images: int, extra_env=None) -> dict:
 
         # restart node 2 on what was synced: it rejoins and catches up
         rejoin = str(base / "rejoin")
-        H.materialize(rec, H.plan_image(rec, random.Random(seed), "durable"), rejoin)
+        materialize(rec, plan_image(rec, random.Random(seed), "durable"), rejoin)
         with open(base / "rejoin.log", "wb") as log:
             child = Child(rejoin, str(dumps), child_ports, log=log)
 
@@ -335,7 +311,7 @@ def run_once(base, shim, seed: int, images: int, extra_env=None) -> dict:
                 if any(nodes.stores[n][g].head != ref for n in live):
                     return False
             return True
-        wait_until(caught_up, 30, "node 2 to catch up after its restart")
+        wait_for(caught_up, 30, "node 2 to catch up after its restart")
         return {"acks": len(acks_lines), "votes": len(term_lines), "syncs": rec.syncs,
                 "images": len(styles[:images]), "failures": failures,
                 "elected": elected}
@@ -347,7 +323,7 @@ def run_once(base, shim, seed: int, images: int, extra_env=None) -> dict:
 
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory):
-    return H.build_shim(str(tmp_path_factory.mktemp("shim")))
+    return build_shim(str(tmp_path_factory.mktemp("shim")))
 
 
 def test_pysyncobj_follower_survives_power_loss(shim, tmp_path):

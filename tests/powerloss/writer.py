@@ -1,4 +1,5 @@
-"""The child process of the power-loss simulation (tests/powerloss/harness.py).
+"""The child process of the power-loss simulation (tests/powerloss/generation.py
+runs it: ``python -m tests.powerloss.writer``).
 
 Runs under the LD_PRELOAD recorder (shim.c): opens the log, writes random
 multi-group batches until the parent kills it, and says what it did on
@@ -37,16 +38,12 @@ import struct
 import sys
 import time
 import traceback
+from typing import Any, Dict
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
+import pyraftlog
+from pyraftlog import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 
-import pyraftlog  # noqa: E402
-from pyraftlog import ConfState, Entry, HardState, Snapshot, SnapshotMeta  # noqa: E402
-
-from model import Model, replay  # noqa: E402
+from tests.model import Model, replay
 
 U64_MAX = 2**64 - 1
 GROUPS = (1, 2, 3, 4, 5, U64_MAX)
@@ -59,6 +56,17 @@ MAX_BATCH_BYTES = 14000        # well inside a 64 KiB segment
 OP_WEIGHTS = (("append", 30), ("truncate", 3), ("compact", 6), ("apply_snapshot", 2),
               ("set_hard_state", 4), ("put", 4), ("delete", 2), ("remove_group", 1))
 MAX_LIVE_ENTRIES = 80          # per group: compaction gets likelier above this
+# --params: the engine's options and how the run goes (generation.random_params
+# draws them per run)
+WRITER_DEFAULTS = dict(segment_size=64 * 1024, min_sync_interval=0.0, purge_threshold=1 << 20,
+                       batches=200, wait_prob=0.04, reopen_prob=0.01, purge_prob=0.02, pause=0.0,
+                       exit_without_close=False)
+
+
+def engine_opts(params: Dict[str, Any]) -> Dict[str, Any]:
+    """The options a checker opens the writer's directory (or an image of it) with."""
+    return dict(segment_size=params["segment_size"], purge_threshold=params["purge_threshold"],
+                recovery_mode="tolerate_tail")
 
 
 def say(line: str) -> None:
@@ -166,7 +174,7 @@ def main() -> int:
     ap.add_argument("--batches", required=True)
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--base", default=None, help="pickle: op lists the log already holds")
-    ap.add_argument("--params", default="{}", help="JSON: see harness.WRITER_DEFAULTS")
+    ap.add_argument("--params", default="{}", help="JSON: see WRITER_DEFAULTS")
     a = ap.parse_args()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks when we hang
     p = json.loads(a.params)

@@ -1,0 +1,1 @@
+"""Crash tests: SIGKILLed writers (workload.py is their child and their model), torn tails, corruption."""

@@ -1,0 +1,1 @@
+"""Fault injection: failpoints in every I/O path, and a real full disk."""

@@ -1,0 +1,1 @@
+"""The soak run (soak.py, `make soak`) and its short smoke test."""
