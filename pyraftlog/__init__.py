@@ -5,7 +5,7 @@
     b.append(group, [pyraftlog.Entry(1, 1, b"x")])
     log.write(b).wait()          # durable
 
-See README.md and API.md for the whole contract."""
+See README.md and docs/API.md (the whole contract)."""
 from ._version import __version__
 from .batch import WriteBatch
 from .engine import Engine, open

@@ -1,5 +1,5 @@
 """The raw C bindings (ffi, lib) and the one table that turns C status codes
-into the exceptions of API.md.  Nothing else in the package calls `lib`
+into the exceptions of docs/API.md.  Nothing else in the package calls `lib`
 without going through `check`."""
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def raise_status(rc: int, what: str, poison_errno: int = errno.EIO) -> NoReturn:
 
 def raise_batch_error(rc: int, res: Any, segment_size: int) -> NoReturn:
     """The exception of a batch that prl_batch_check refused (res: its
-    prl_batch_result): API.md's error for the rule the batch broke."""
+    prl_batch_result): docs/API.md's error for the rule the batch broke."""
     if rc == lib.PRL_E_TOO_LARGE:
         raise ValueError(f"batch of {int(res.total)} bytes does not fit a segment of "
                          f"{segment_size} bytes (raise segment_size)")

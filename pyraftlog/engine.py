@@ -1,4 +1,4 @@
-"""Engine: the public API of API.md: opening a log (options, recovery),
+"""Engine: the public API of docs/API.md: opening a log (options, recovery),
 writing, reading, purging and stats, over a Store (pyraftlog/store.py: the C
 log, the group index and the snapshot store behind one lock, whose rules
 for threads hold here too)."""
@@ -337,7 +337,7 @@ class Engine:
             return self._read_entries_locked(group, lo, hi, max_size)
 
     def _range_locked(self, group: int, lo: int, hi: int) -> None:
-        """Checks that [lo, hi) is a valid range of the group (API.md's order
+        """Checks that [lo, hi) is a valid range of the group (docs/API.md's order
         of checks: lo > hi, then compacted, then unavailable)."""
         base, _, last = self._bounds_locked(group)
         if lo > hi:
@@ -427,7 +427,7 @@ class Engine:
         return GroupView(self, check_u64(group, "group"))
 
     def stats(self) -> Dict[str, Any]:
-        """Counters and gauges; see the README for each key."""
+        """Counters and gauges; docs/API.md describes each key."""
         with self._store.lock:
             self._check()
             s = self._store.stats_buf
@@ -496,7 +496,7 @@ def _percentile(hist: Dict[int, int], q: float) -> Optional[int]:
 
 def open(path: "os.PathLike[str] | str", **options: Any) -> Engine:  # noqa: A001
     """Open (creating if missing, with missing parents) the log in directory
-    `path`; see Engine and the README's options table.
+    `path`; see Engine and docs/API.md (the options).
 
     New files are private: `file_mode` (default 0o600; e.g. 0o640 for group
     read access) for segment, snapshot and lock files, the matching mode with

@@ -1,4 +1,4 @@
-"""The exceptions of pyraftlog (API.md, "Errors")."""
+"""The exceptions of pyraftlog (docs/API.md, "Errors")."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""The immutable data types of the API (API.md, "Data types")."""
+"""The immutable data types of the API (docs/API.md, "Data types")."""
 from __future__ import annotations
 
 import operator

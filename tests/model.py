@@ -1,6 +1,6 @@
-"""An in-memory reference model of the pyraftlog public API (see API.md).
+"""An in-memory reference model of the pyraftlog public API (see docs/API.md).
 
-Each group behaves like etcd-raft's ``MemoryStorage`` with the rules API.md
+Each group behaves like etcd-raft's ``MemoryStorage`` with the rules docs/API.md
 states.  The model is written for obviousness, not speed: every batch is
 applied to a deep copy of the state and only swapped in when every operation
 succeeded, so a failing batch changes nothing.

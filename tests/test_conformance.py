@@ -19,10 +19,10 @@ reopen of the same directory.
 
 Deliberate adaptations (etcd API -> pyraftlog API):
 
-* ``Entries(lo, hi, maxSize)`` uses the protobuf size of an entry; API.md
+* ``Entries(lo, hi, maxSize)`` uses the protobuf size of an entry; docs/API.md
   counts ``len(entry.data)``, so the entries of TestStorageEntries carry data of
   40, 50 and 60 bytes and the limits are computed from those.
-* ``Compact`` panics past the last index in etcd; API.md raises ``ValueError``.
+* ``Compact`` panics past the last index in etcd; docs/API.md raises ``ValueError``.
 * ``CreateSnapshot(i, cs, data)`` does not exist; its closest equivalent is
   ``apply_snapshot(Snapshot(SnapshotMeta(i, term(i), cs), data))``, which (unlike
   CreateSnapshot) also discards the entries after ``i``.
@@ -152,7 +152,7 @@ NOLIMIT = 2**64 - 1
     # all
     (4, 7, S4 + S5 + S6, None, [E4, E5, E6]),
     (5, 7, S5, None, [E5]),
-    # API.md's check order: lo > hi, then compacted, then unavailable, then lo == hi
+    # docs/API.md's check order: lo > hi, then compacted, then unavailable, then lo == hi
     (5, 4, None, ValueError, None),
     (2, 1, None, ValueError, None),
     (8, 7, None, ValueError, None),
@@ -209,7 +209,7 @@ def test_storage_first_index(open_log, init):
     (3, CompactedError, 3, 3, 3),
     (4, None, 4, 4, 2),
     (5, None, 5, 5, 1),
-    # etcd panics here; API.md: i > last_index() raises ValueError
+    # etcd panics here; docs/API.md: i > last_index() raises ValueError
     (6, ValueError, 3, 3, 3),
 ])
 def test_storage_compact(open_log, init, i, err, windex, wterm, wlen):
@@ -282,7 +282,7 @@ def test_storage_apply_snapshot(open_log):
 
 
 def test_apply_snapshot_after_compaction_point_is_out_of_date(open_log, init):
-    # API.md: "A snapshot whose index is not above first_index() - 1 (the
+    # docs/API.md: "A snapshot whose index is not above first_index() - 1 (the
     # current snapshot or compaction point) raises SnapshotOutOfDateError".
     def setup(log):
         init(log)
@@ -392,7 +392,7 @@ def test_storage_append_gap_raises(open_log, init, entries):
     live_and_reopened(open_log, setup, check)
 
 
-# ---------------------------------------------- further API.md per-group rules
+# ---------------------------------------------- further docs/API.md per-group rules
 
 def test_fresh_group(open_log):
     def check(log):
@@ -489,7 +489,7 @@ def test_append_wholly_compacted_is_noop(open_log):
 
 
 def test_bootstrap_snapshot_at_index_zero(open_log):
-    # API.md: index 0 carrying only a ConfState on a group with no entries and
+    # docs/API.md: index 0 carrying only a ConfState on a group with no entries and
     # no snapshot is accepted (bootstrap).
     snap = Snapshot(SnapshotMeta(0, 0, CS))
 
@@ -738,7 +738,7 @@ def test_group_view(open_log, init):
 
 
 def test_max_size_counts_data_only(open_log):
-    # API.md: the limit is on the sum of len(entry.data); entries without data
+    # docs/API.md: the limit is on the sum of len(entry.data); entries without data
     # cost nothing, so max_size=0 returns all of them.
     def setup(log):
         write(log, ("append", N, N_ENTRIES))
@@ -804,7 +804,7 @@ def _fill_first_segment(log):
 
 @pytest.mark.parametrize("how", ["compact", "snapshot"])
 def test_compaction_point_term_survives_segment_recycling(open_log, how):
-    # API.md: after compact(i) "term(i) still answers" (after apply_snapshot,
+    # docs/API.md: after compact(i) "term(i) still answers" (after apply_snapshot,
     # term(snap.meta.index) == snap.meta.term), durably: also once the
     # segment that held entry i has no live record left and is recycled.
     def setup(log):

@@ -1,7 +1,7 @@
 """The durability pipeline: concurrent writers, the flusher's group commit,
 poisoning on a failed sync, close() under load, fork().
 
-API.md, "Writing: batches and tickets": batches apply in the order ``write``
+docs/API.md, "Writing: batches and tickets": batches apply in the order ``write``
 returned and are visible at once; a ticket completes once its batch is
 durable, tickets of one engine complete in write order; one fdatasync covers
 every batch written before it; a failed fdatasync poisons the log (every
@@ -621,7 +621,7 @@ def test_poison_under_concurrent_writers(log_dir):
 def test_failed_segment_creation_is_consistent(log_dir):
     """A write that needs a new segment while the disk is full.  Either the
     engine reports a plain, retryable OSError (and is not poisoned), or it
-    raises PoisonedError, and then the failure is sticky like API.md says:
+    raises PoisonedError, and then the failure is sticky like docs/API.md says:
     later writes raise PoisonedError too.
 
     Engine bug (found by this test): Core.raise_for turns every negative

@@ -1,4 +1,4 @@
-"""The flusher's syncs, seen from outside the product (API.md "Writing":
+"""The flusher's syncs, seen from outside the product (docs/API.md "Writing":
 durable when its ticket completes; docs/CRASH_SAFETY.md "How the engine
 copes").
 

@@ -1,6 +1,6 @@
 """Tickets: wait / done / exception, done-callbacks and ``await``.
 
-API.md, "Writing: batches and tickets": a ticket completes once its batch is
+docs/API.md, "Writing: batches and tickets": a ticket completes once its batch is
 durable (or fails with the write's error); ``wait(timeout)`` raises
 ``TimeoutError`` and leaves the ticket pending; ``add_done_callback(fn)`` calls
 ``fn(ticket)`` once; ``await ticket`` waits without blocking the event loop;

@@ -1,6 +1,6 @@
 """Invalid input is rejected with the documented error and changes nothing.
 
-API.md: "Group ids, indexes and terms are unsigned 64-bit integers; anything
+docs/API.md: "Group ids, indexes and terms are unsigned 64-bit integers; anything
 else (negative, too large, wrong type) raises TypeError/ValueError before
 anything is written", and "an invalid batch ... raises that error from write
 and changes nothing, in memory or on disk".  The error may surface from the

@@ -1,5 +1,5 @@
 """Damage every region of every on-disk structure and check what each
-recovery mode makes of it (API.md "Opening", pyraftlog/recovery.py):
+recovery mode makes of it (docs/API.md "Opening", pyraftlog/recovery.py):
 
 * strict raises CorruptionError (message: file, offset, reason; attributes
   .path, .offset, .reason) at any break that is not a clean end;

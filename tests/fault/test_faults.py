@@ -4,7 +4,7 @@ Every fault must end in a clear error, never a hang (every wait here is
 bounded) and never a lost acknowledged batch after reopen:
 
 * a failed fdatasync — of a segment, or of the directory after a rotation
-  renamed a prepared file into the log — poisons the engine (API.md
+  renamed a prepared file into the log — poisons the engine (docs/API.md
   "Failure is sticky"): every pending ticket and every later write fails
   with PoisonedError carrying the errno; reads keep working; reopening
   recovers at least every acknowledged batch, as a prefix;
