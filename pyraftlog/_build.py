@@ -1,13 +1,19 @@
-"""cffi build script: compiles csrc/ into pyraftlog._pyraftlog_c.
+"""Build script: compiles csrc/ into pyraftlog._pyraftlog_c (cffi) and
+csrc/objects.c into pyraftlog._objects (a plain CPython extension: the only C
+that touches Python objects).
 
 The cdef is read from the real header csrc/pyraftlog.h (preprocessor lines
-dropped), never pasted here.  PYRAFTLOG_SANITIZE=1 builds with AddressSanitizer
-and UBSan (make test-asan)."""
+dropped), never pasted here.  PYRAFTLOG_SANITIZE=1 builds both with
+AddressSanitizer and UBSan (make test-asan)."""
 import os
 import pathlib
 import re
+import subprocess
+import sysconfig
+from typing import List, Tuple
 
 from cffi import FFI
+from setuptools import Extension
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
@@ -21,12 +27,8 @@ def cdef_text() -> str:
     return "\n".join(line for line in text.splitlines() if not re.match(r"\s*#", line))
 
 
-def make_builder(absolute: bool = False) -> FFI:
-    """setuptools wants source paths relative to the project; a build into
-    another directory (make test-asan) needs them absolute."""
-    def path(p: pathlib.Path) -> str:
-        return str(p if absolute else p.relative_to(ROOT))
-
+def flags() -> Tuple[List[str], List[str]]:
+    """(compile, link) flags of both extensions."""
     cflags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread"]
     ldflags = ["-pthread"]
     if os.environ.get("PYRAFTLOG_SANITIZE"):
@@ -34,6 +36,31 @@ def make_builder(absolute: bool = False) -> FFI:
                "-fno-sanitize-recover=undefined"]
         cflags = [f for f in cflags if f != "-O2"] + ["-O1", "-g"] + san
         ldflags += san
+    return cflags, ldflags
+
+
+def objects_extension() -> Extension:
+    cflags, ldflags = flags()
+    return Extension("pyraftlog._objects", sources=["csrc/objects.c"], include_dirs=["csrc"],
+                     extra_compile_args=cflags, extra_link_args=ldflags)
+
+
+def build_objects(out_dir: pathlib.Path) -> None:
+    """pyraftlog._objects into out_dir/pyraftlog/ (make test-asan's copy)."""
+    cflags, ldflags = flags()
+    inc = sysconfig.get_paths()["include"]
+    target = out_dir / "pyraftlog" / ("_objects" + sysconfig.get_config_var("EXT_SUFFIX"))
+    subprocess.check_call(["gcc", "-shared", "-fPIC", *cflags, f"-I{inc}", f"-I{CSRC}",
+                           str(CSRC / "objects.c"), "-o", str(target), *ldflags])
+
+
+def make_builder(absolute: bool = False) -> FFI:
+    """setuptools wants source paths relative to the project; a build into
+    another directory (make test-asan) needs them absolute."""
+    def path(p: pathlib.Path) -> str:
+        return str(p if absolute else p.relative_to(ROOT))
+
+    cflags, ldflags = flags()
     ffi = FFI()
     ffi.cdef(cdef_text())
     ffi.set_source(
@@ -54,4 +81,6 @@ if __name__ == "__main__":
     # (make test-asan builds its sanitized copy this way, beside the real one)
     import sys
 
-    make_builder(absolute=True).compile(tmpdir=sys.argv[1] if len(sys.argv) > 1 else ".")
+    out = sys.argv[1] if len(sys.argv) > 1 else "."
+    make_builder(absolute=True).compile(tmpdir=out)
+    build_objects(pathlib.Path(out))

@@ -18,6 +18,7 @@ import numpy as np
 from . import ops as O
 from . import record as R
 from ._native import crc32c
+from ._objects import encode_entries
 from .types import (
     U64_MAX,
     Entry,
@@ -75,17 +76,15 @@ class WriteBatch:
 
     def append(self, group: int, entries: Iterable[Any]) -> "WriteBatch":
         """Append entries (consecutive indexes) to `group`'s log."""
-        if type(entries) is list and len(entries) == 1 and type(entries[0]) is Entry:
-            # the Ready-loop case, one well-formed entry: checked and encoded inline
-            index, term, data, etype = entries[0]
-            if (type(group) is int and type(index) is int and type(term) is int and
-                    type(data) is bytes and type(etype) is int and
-                    0 <= group <= U64_MAX and 0 <= index <= U64_MAX and 0 <= term <= U64_MAX and
-                    0 <= etype <= 255 and len(data) <= U32_MAX):
-                ln = len(data)
-                self._buf += _PACK(R.ENTRY, etype, 0, ln, group, index, term) + data + _PAD[ln & 7]
-                self._n += 1
-                self._nops += 1
+        if type(entries) is list:
+            # well-formed Entry objects are checked and encoded by C in one
+            # call (csrc/objects.c); anything else takes the checks below,
+            # which raise the error it deserves
+            n = encode_entries(self._buf, group, entries, Entry)
+            if n >= 0:
+                if n:
+                    self._n += n
+                    self._nops += 1
                 return self
         g = group if type(group) is int and 0 <= group <= U64_MAX else check_u64(group, "group")
         buf, pack, pad = self._buf, _HEADER.pack, _PAD

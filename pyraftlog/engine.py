@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from functools import partial
-from itertools import accumulate
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -16,6 +14,7 @@ import numpy as np
 from . import directory
 from . import record as R
 from ._native import check, crc32c, ffi, lib
+from ._objects import make_entries
 from .batch import WriteBatch
 from .directory import DEFAULT_FILE_MODE, check_file_mode
 from .errors import (
@@ -55,8 +54,6 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
-
-_new_entry = partial(tuple.__new__, Entry)
 
 
 def _fb(kind: str, buf: Any) -> Any:
@@ -355,7 +352,7 @@ class Engine:
         the segment mappings by C."""
         if lo >= hi:
             return []
-        pos = self._index.positions(group, lo, hi)
+        terms, pos = self._index.terms_and_positions(group, lo, hi)
         n = len(pos)
         pbuf = _fb("uint64_t[]", pos)
         store = self._store
@@ -368,12 +365,9 @@ class Engine:
                     n = max(k, 1)
                     break
             size = sum(lens[:n])
+            terms, lens, auxs = terms[:n], lens[:n], auxs[:n]
         data = store.read_data_locked(pbuf, n, size)
-        terms = self._index.term_array(group, lo, lo + n).tolist()
-        ends = list(accumulate(lens[:n]))
-        datas = [data[a:b] for a, b in zip([0] + ends, ends)]
-        # tuple.__new__ skips the NamedTuple's Python-level __new__ (fields are checked)
-        return list(map(_new_entry, zip(range(lo, lo + n), terms, datas, auxs[:n])))
+        return make_entries(Entry, lo, terms, lens, auxs, data)
 
     def terms(self, group: int, lo: int, hi: int) -> "np.ndarray":
         """Terms of entries [lo, hi) as a numpy uint64 array, without Entry

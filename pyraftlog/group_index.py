@@ -228,6 +228,15 @@ class GroupIndex:
                                       ffi.from_buffer("uint64_t[]", out)), "index range")
         return out
 
+    def terms_and_positions(self, g: int, lo: int, hi: int) -> Tuple["np.ndarray", array[int]]:
+        """Terms and positions of entries [lo, hi) of group g in one C call,
+        checked by the caller (hi > lo)."""
+        terms = np.empty(hi - lo, np.uint64)
+        pos = array("Q", bytes(8 * (hi - lo)))
+        check(lib.prl_index_range(self.h, g, lo, hi, ffi.from_buffer("uint64_t[]", terms),
+                                  ffi.from_buffer("uint64_t[]", pos)), "index range")
+        return terms, pos
+
     def snapshot_files(self) -> set[Tuple[int, int]]:
         """(group, file id) of every snapshot file the index refers to."""
         return {(g, ref[1]) for g, (_, ref) in self._snaps.items() if ref}

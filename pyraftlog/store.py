@@ -216,11 +216,11 @@ class Store:
                                     _fb("uint8_t[]", auxs), total), "read")
         return lens, auxs, int(total[0])
 
-    def read_data_locked(self, pbuf: Any, n: int, size: int) -> bytes:
+    def read_data_locked(self, pbuf: Any, n: int, size: int) -> bytearray:
         """The payloads of the n records at `pbuf`, concatenated (`size` bytes)."""
         buf = bytearray(size)
         check(lib.prl_log_read_data(self.h, n, pbuf, _fb("uint8_t[]", buf), size), "read")
-        return bytes(buf)
+        return buf
 
     def entry_lens_locked(self, st: GroupState) -> "np.ndarray":
         """Payload lengths of all of a group's entries (for a purge rewrite)."""

@@ -33,11 +33,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import index_model as M
 import pyraftlog
 from pyraftlog import (CompactedError, ConfState, CorruptionError, Entry, HardState, Snapshot,
                        SnapshotMeta, SnapshotOutOfDateError, WriteBatch)
 from pyraftlog import ops as O
+from tests import index_model as M
 from pyraftlog import record as R
 from pyraftlog import recovery
 from pyraftlog._native import ffi, lib

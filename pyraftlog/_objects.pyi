@@ -1,0 +1,6 @@
+"""Types of pyraftlog._objects (csrc/objects.c)."""
+from typing import Any, List
+
+def encode_entries(buf: bytearray, group: Any, entries: Any, entry_type: type) -> int: ...
+def make_entries(entry_type: type, lo: int, terms: Any, lens: Any, auxs: Any,
+                 data: Any) -> List[Any]: ...
