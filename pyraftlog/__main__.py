@@ -1,6 +1,6 @@
-"""`python -m pyraftlog`: the command line of pyraftlog/cli.py."""
+"""`python -m pyraftlog`: the command line of pyraftlog/tools/cli.py."""
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 sys.exit(main())

@@ -11,7 +11,7 @@ import re
 import pytest
 
 import pyraftlog
-from pyraftlog import cli
+from pyraftlog.tools import cli
 from tests.common import ROOT
 
 DOC = open(os.path.join(ROOT, "docs", "API.md")).read()

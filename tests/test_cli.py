@@ -1,4 +1,4 @@
-"""The command line (pyraftlog/cli.py, pyraftlog/inspector.py): inspect, dump
+"""The command line (pyraftlog/tools/): inspect, dump
 and verify on good, corrupt, empty, missing, foreign and live directories,
 always through a subprocess as a user runs it."""
 import hashlib
@@ -13,7 +13,7 @@ import pytest
 import pyraftlog
 from pyraftlog import ConfState, Entry, HardState, Snapshot, SnapshotMeta, WriteBatch
 from pyraftlog import record as R
-from pyraftlog.cli import main
+from pyraftlog.tools.cli import main
 
 from tests.common import PYTHON, ROOT, child_env, flip_byte
 from tests.common import run_cli as run
@@ -513,7 +513,7 @@ def test_directory_a_subprocess_keeps_writing(tmp_path, sync):
 def test_progress_only_on_a_terminal():
     import io
 
-    from pyraftlog.cli import ProgressLine
+    from pyraftlog.tools.cli import ProgressLine
 
     class Tty(io.StringIO):
         def isatty(self):

@@ -303,7 +303,7 @@ def test_damaged_staged_batch(open_log, log_dir, tmp_path):
     import json
     import shutil
     from pyraftlog import CorruptionError
-    from pyraftlog.cli import main
+    from pyraftlog.tools.cli import main
     log, m = _staged_setup(open_log)
     want = m.model.entries(1, 1, 61)
     assert log.purge() > 0

@@ -8,7 +8,7 @@ All three only read: they take no lock (they work on a directory a live
 process holds and writes), never change or delete a file, and report a
 directory that is missing, empty, foreign or corrupt in one line on stderr
 with exit status 1.  Usage errors exit 2.  The reading itself lives in
-pyraftlog/inspector.py."""
+pyraftlog/tools/inspector.py."""
 from __future__ import annotations
 
 import argparse
@@ -20,11 +20,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 import numpy as np
 
-from . import ops as O
-from . import record as R
-from ._version import __version__
-from .errors import RaftLogError
-from .group_index import GroupState
+from .. import ops as O
+from .. import record as R
+from .._version import __version__
+from ..errors import RaftLogError
+from ..group_index import GroupState
+from ..recovery import Scanner
 from .inspector import (
     InspectError,
     Problem,
@@ -37,7 +38,6 @@ from .inspector import (
     report,
     verify,
 )
-from .recovery import Scanner
 
 PROG = "pyraftlog"
 

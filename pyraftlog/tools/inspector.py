@@ -1,5 +1,5 @@
 """The inspector: read-only views of a log directory for the command line
-(`pyraftlog inspect | dump | verify`, see pyraftlog/cli.py).
+(`pyraftlog inspect | dump | verify`, see pyraftlog/tools/cli.py).
 
 Nothing here takes the directory's LOCK, writes, or deletes: segments are
 mapped read-only through a C log handle that never starts a writer.  So all
@@ -34,13 +34,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import record as R
-from ._native import REASONS, check, crc32c, ffi, is_clean_end, lib
-from .directory import kind
-from .errors import CorruptionError
-from .group_index import GroupIndex, SnapRef
-from .recovery import Scanner, following_batches, list_free, list_segments, probe, segment_name
-from .snapshot_store import SnapshotStore
+from .. import record as R
+from .._native import REASONS, check, crc32c, ffi, is_clean_end, lib
+from ..directory import kind
+from ..errors import CorruptionError
+from ..group_index import GroupIndex, SnapRef
+from ..recovery import Scanner, following_batches, list_free, list_segments, probe, segment_name
+from ..snapshot_store import SnapshotStore
 
 # Only validated by prl_log_open: a read-only handle never creates a segment.
 _HANDLE_SEGMENT_SIZE = 64 << 20
