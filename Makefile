@@ -36,7 +36,7 @@ test: build
 # is built in build/asan (the editable install is left alone) and put first on
 # the path; the sanitizer runtime is preloaded into the (uninstrumented) python.
 ASAN_TESTS := tests/test_crc32c.py tests/test_format.py tests/test_conformance.py \
-	tests/test_validation.py tests/test_ring.py tests/test_table.py tests/test_group_index.py tests/test_batch.py tests/test_purge.py tests/test_replay_fuzz.py tests/test_objects.py tests/test_ops.py tests/test_plan.py \
+	tests/test_validation.py tests/test_ring.py tests/test_table.py tests/test_group_index.py tests/test_batch.py tests/test_purge.py tests/test_replay_fuzz.py tests/test_objects.py tests/test_ops.py tests/test_plan.py tests/test_walker.py \
 	tests/test_snapshot_store.py tests/test_security.py tests/fault/test_faults.py $(wildcard tests/crash/test_corruption.py tests/crash/test_torn_tail.py \
 	tests/crash/test_fuzz_recovery.py tests/test_cli.py)
 test-asan: build

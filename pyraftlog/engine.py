@@ -28,11 +28,12 @@ from .group_view import GroupView
 from .lockfile import lock_directory
 from .logger import Summary, fields, log
 from .purge import Purger
-from .recovery import MODES, Recovery, list_free, retain_live
+from .recovery import MODES, Recovery, retain_live
 from .snapshot_store import SnapshotStore
 from .store import Store
 from .ticket import Core, Ticket
 from .types import EMPTY_SNAPSHOT, ConfState, Entry, HardState, Snapshot, check_bytes, check_u64
+from .walker import list_free
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 DEFAULT_PURGE_THRESHOLD = 8 << 30

@@ -1,20 +1,7 @@
 """Recovery: scan the segments in order, verify every batch, replay the
-records into the group index, and decide what a break in the log means.
-
-The log is one chain of batches, lsn 1, 2, 3, ... across segments (each
-segment header names the lsn its first batch carries).  Where the chain
-breaks, the rules are:
-
-* In a segment that has a successor, the writer made every batch durable
-  before it wrote the successor (csrc/log.c, rotate), so a crash cannot lose
-  a batch there.  If the successor starts where this segment's valid batches
-  end, whatever follows is a tail that an earlier recovery already cut;
-  otherwise batches are missing: corruption.
-* In the newest segment, a break is a torn tail unless some valid batch after
-  it carries a durability watermark (lsn - sync_lag) at or past the break:
-  then an acknowledged batch is damaged, which is corruption.
-* A newest segment whose header was never written (all zeros) and that holds
-  no batch is an unfinished creation and is removed.
+records into the group index, and apply the recovery mode's policy at each
+break of the log (what a break is: pyraftlog/walker.py, shared with the
+offline tools).
 
 `strict` raises CorruptionError at any break that is not a clean end;
 `tolerate_tail` cuts torn tails of the newest segment and raises for the
@@ -22,7 +9,6 @@ rest; `tolerate_any` skips whatever is invalid and keeps every valid batch."""
 from __future__ import annotations
 
 import os
-import re
 from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
@@ -30,43 +16,31 @@ from typing import Any, Callable, List, Optional, Tuple
 import numpy as np
 
 from . import record as R
-from ._native import REASONS, check, ffi, is_clean_end, lib
-from .directory import check_regular
+from ._native import REASONS, check, ffi, lib
 from .errors import CorruptionError
 from .group_index import GroupIndex, SnapRef
 from .logger import fields, log
 from .replay import Replayer, accounts
+from .walker import (
+    ACKED,
+    CHAIN,
+    END,
+    FOLLOWS,
+    MISSING,
+    TORN,
+    Break,
+    chain_gap,
+    classify,
+    first_batch_lsn,
+    header_size,
+    list_segments,
+    probe,
+    segment_name,
+    unfinished,
+)
 
 STRICT, TOLERATE_TAIL, TOLERATE_ANY = "strict", "tolerate_tail", "tolerate_any"
 MODES = (STRICT, TOLERATE_TAIL, TOLERATE_ANY)
-_SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})\.seg$")
-_FREE_NAME = re.compile(r"^([0-9a-f]{16})\.free$")
-
-
-def segment_name(seq: int) -> str:
-    return f"{seq:016x}.seg"
-
-
-def list_segments(path: str) -> List[int]:
-    """Sequence numbers of the segment files in `path`, ascending; a name of
-    the format that is not a regular file is a CorruptionError."""
-    return _list(path, _SEGMENT_NAME)
-
-
-def list_free(path: str) -> List[int]:
-    """Ids of the free (prepared or recycled) segment files in `path`."""
-    return _list(path, _FREE_NAME)
-
-
-def _list(path: str, pattern: "re.Pattern[str]") -> List[int]:
-    out = []
-    for name in os.listdir(path):
-        m = pattern.match(name)
-        # only names of the format are looked at; a file gone meanwhile (a
-        # live writer recycled it, for the CLI) is left out
-        if m and check_regular(os.path.join(path, name)):
-            out.append(int(m.group(1), 16))
-    return sorted(out)
 
 
 @dataclass
@@ -85,14 +59,6 @@ class RecoveryResult:
     resume: Optional[Tuple[int, int]] = None
     superseded: List[Tuple[int, SnapRef]] = field(default_factory=list)
     first_skip: Optional[Tuple[str, int]] = None  # tolerate_any: (file, offset) of the first
-
-
-@dataclass
-class Found:
-    offset: int
-    lsn: int
-    length: int
-    watermark: int  # every batch up to this lsn had been durable when it was written
 
 
 class Scanner:
@@ -169,28 +135,6 @@ class Scanner:
         return out.skipped
 
 
-def probe(base: Any, size: int, seq: int, offset: int, min_lsn: int) -> Optional[Found]:
-    out = ffi.new("uint64_t[2]")
-    out32 = ffi.new("uint32_t[2]")
-    check(lib.prl_scan_probe(base, size, seq, offset, min_lsn, out, out + 1, out32, out32 + 1),
-          "probe")
-    if not out[0]:
-        return None
-    return Found(int(out[0]), int(out[1]), int(out32[0]), int(out[1]) - int(out32[1]))
-
-
-def following_batches(base: Any, size: int, seq: int, offset: int, lsn: int) -> List[Found]:
-    """Every valid batch of segment `seq` at or after `offset`, in order, each
-    with an lsn above the previous one: what follows a break in the log."""
-    out: List[Found] = []
-    while True:
-        f = probe(base, size, seq, offset, lsn)
-        if f is None:
-            return out
-        out.append(f)
-        offset, lsn = f.offset + f.length, f.lsn + 1
-
-
 class Recovery:
     """One recovery run over a directory whose segments the C log maps."""
 
@@ -264,23 +208,13 @@ class Recovery:
             self.result.first_skip = (self._name(seq), offset)
 
     def _unfinished(self, seq: int, base: Any, size: int, reason: int) -> bool:
-        """A newest segment whose header never became durable and in which no
-        batch was acknowledged.  The header is synced with the first batches
-        (one fdatasync covers the file), so if any batch in the segment had
-        been acknowledged, a later one's watermark says so.  strict accepts
-        only a segment without batches whose header is all zero or a recycled
-        file's old one; the tolerant modes any invalid header."""
-        if not reason:
+        """The newest segment is a creation or rotation a crash interrupted
+        (walker.unfinished); the batches found in it were never acknowledged."""
+        found = unfinished(base, size, seq, reason, strict=self.mode == STRICT)
+        if found is None:
             return False
-        found = following_batches(base, size, seq, R.SEGMENT_HEADER_SIZE, 0) if size else []
-        if found:
-            first = min(f.lsn for f in found)
-            if self.mode == STRICT or any(f.watermark >= first for f in found):
-                return False
-            self.result.dropped_tail_bytes += sum(f.length for f in found)
-            return True
-        return (self.mode != STRICT or _zero_header(base, size) or
-                reason == lib.PRL_R_SEQ_MISMATCH)
+        self.result.dropped_tail_bytes += sum(f.length for f in found)
+        return True
 
     def _name(self, seq: int) -> str:
         return os.path.join(self.path, segment_name(seq))
@@ -311,7 +245,7 @@ class Recovery:
             if found is None:
                 return None
             first_lsn, offset = found.lsn, found.offset
-        elif mode == TOLERATE_ANY and _first_batch_lsn(base, size, seq) not in (None, first_lsn):
+        elif mode == TOLERATE_ANY and first_batch_lsn(base, size, seq) not in (None, first_lsn):
             # The batches carry their own lsn: a checksum-valid header that names
             # another first lsn (a writer bug) must not cost the segment its valid
             # first batch, which tolerate_any promises to keep.
@@ -319,53 +253,51 @@ class Recovery:
             if found is not None and found.offset == R.SEGMENT_HEADER_SIZE:
                 first_lsn = found.lsn
         if expect is not None and first_lsn != expect and mode != TOLERATE_ANY:
-            raise self._corrupt(seq, 0, f"segment starts at batch {first_lsn}, but the previous "
-                                        f"segment ends before batch {expect}")
+            raise self._corrupt(seq, 0, chain_gap(first_lsn, expect))
         lsn = first_lsn
         mem = ffi.buffer(base, size)
         while True:
             offset, lsn, reason, bad_len = self._replay(seq, base, size, mem, offset, lsn)
-            if not newest and next_first is not None and next_first == lsn:
-                return lsn  # the chain continues in the next segment
-            if newest:
-                following = following_batches(base, size, seq, offset + R.ALIGN, lsn)
-            else:
-                nxt = probe(base, size, seq, offset + R.ALIGN, lsn)
-                following = [nxt] if nxt else []
-            clean = is_clean_end(reason)
-            if newest and clean and not following:
-                intact = header_ok and _header_size(base) == size
+            b = classify(base, size, seq, offset, lsn, reason, bad_len, newest, next_first)
+            if b.kind == END:
+                intact = header_ok and header_size(base) == size
                 if whole and not intact and mode != TOLERATE_ANY:
                     raise self._corrupt(seq, offset, f"the file is cut short ({size} bytes); "
                                                      f"batches from {lsn} may be missing")
                 if intact:
                     res.resume = (seq, offset)
                 return lsn
-            if newest and not whole and mode != TOLERATE_ANY:  # where a crash can tear
-                acked = max((f.watermark for f in following), default=0) >= lsn
-                if mode == TOLERATE_TAIL and not acked:
-                    ends = [f.offset + f.length for f in following]
-                    res.dropped_tail_bytes += max([bad_len] + [e - offset for e in ends])
-                    name, why = self._name(seq), REASONS.get(reason, "?")
-                    log.warning("%s: cut a torn tail at offset %d of %s (%s): batches written "
-                                "but never acknowledged", self.path, offset, name, why,
-                                extra=fields(self.path, file=name, offset=offset, reason=why,
-                                             bytes=res.dropped_tail_bytes))
-                    return lsn
-                raise self._corrupt(seq, offset, REASONS.get(reason, "?") if not clean else
-                                    "valid batches follow the end of the log")
-            if mode != TOLERATE_ANY:
-                raise self._corrupt(seq, offset, (REASONS.get(reason, "?") if not clean else
-                                                  "segment ends early") +
-                                    f"; batches from {lsn} are missing")
-            if not following:
-                if not clean:
-                    res.dropped_tail_bytes += bad_len
+            if whole and b.kind in (TORN, ACKED, FOLLOWS):
+                b.kind = MISSING  # it had a successor: no crash tears it
+            if self._policy(seq, b):
                 return lsn
-            res.skipped_batches += 1
-            self._skipped_at(seq, offset)
-            res.skipped_bytes += following[0].offset - offset
-            offset, lsn = following[0].offset, following[0].lsn
+            offset, lsn = b.following[0].offset, b.following[0].lsn
+
+    def _policy(self, seq: int, b: Break) -> bool:
+        """The recovery mode's answer to a break other than a clean end: True
+        to end the log here, False to skip to the next valid batch
+        (b.following[0]); CorruptionError to stop."""
+        res, mode = self.result, self.mode
+        if b.kind == CHAIN:
+            return True  # the chain continues in the next segment
+        if mode == TOLERATE_TAIL and b.kind == TORN:
+            res.dropped_tail_bytes += b.span()
+            name = self._name(seq)
+            log.warning("%s: cut a torn tail at offset %d of %s (%s): batches written "
+                        "but never acknowledged", self.path, b.offset, name, b.why,
+                        extra=fields(self.path, file=name, offset=b.offset, reason=b.why,
+                                     bytes=res.dropped_tail_bytes))
+            return True
+        if mode != TOLERATE_ANY:
+            raise self._corrupt(seq, b.offset, b.text())
+        if not b.following:
+            if not b.clean:
+                res.dropped_tail_bytes += b.bad_len
+            return True
+        res.skipped_batches += 1
+        self._skipped_at(seq, b.offset)
+        res.skipped_bytes += b.following[0].offset - b.offset
+        return False
 
     def _replay(self, seq: int, base: Any, size: int, mem: memoryview, offset: int,
                 lsn: int) -> Tuple[int, int, int, int]:
@@ -379,26 +311,6 @@ class Recovery:
         res.recovered_batches += out.batches
         res.recovered_bytes += out.bytes
         return out.offset, out.lsn, out.reason, out.bad_len
-
-def _first_batch_lsn(base: Any, size: int, seq: int) -> Optional[int]:
-    """The lsn in the header slot of a segment's first batch if that slot names
-    this segment's seq (unchecked: a cheap filter before a probe)."""
-    end = R.SEGMENT_HEADER_SIZE + R.BATCH_HEADER_SIZE
-    if size < end:
-        return None
-    h = R.BATCH_HEADER.unpack(ffi.buffer(base, end)[R.SEGMENT_HEADER_SIZE:end])
-    return int(h[2]) if h[3] == seq else None
-
-
-def _header_size(base: Any) -> int:
-    """segment_size from a valid segment header."""
-    return int(R.SEGMENT_HEADER.unpack(ffi.buffer(base, R.SEGMENT_HEADER_SIZE))[5])
-
-
-def _zero_header(base: Any, size: int) -> bool:
-    n = min(size, R.SEGMENT_HEADER_SIZE)
-    return n == 0 or bytes(ffi.buffer(base, n)) == bytes(n)
-
 
 def retain_live(handle: Any, index: GroupIndex) -> None:
     """Tell the C log which records are still needed (live-byte accounting).

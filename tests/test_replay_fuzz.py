@@ -39,7 +39,7 @@ from pyraftlog import (CompactedError, ConfState, CorruptionError, Entry, HardSt
 from pyraftlog import ops as O
 from tests import index_model as M
 from pyraftlog import record as R
-from pyraftlog import recovery
+from pyraftlog import recovery, walker
 from pyraftlog._native import ffi, lib
 from pyraftlog.group_index import GroupIndex
 from pyraftlog.replay import Replayer
@@ -460,7 +460,7 @@ def segment_live(log):
     """Live bytes of each segment that has some, as the log counts them."""
     info = ffi.new("prl_segment_info *")
     out = {}
-    for seq in recovery.list_segments(log.path):
+    for seq in walker.list_segments(log.path):
         if lib.prl_log_segment_info(log._h, seq, info) == 0 and info.live:
             out[seq] = int(info.live)
     return out
@@ -479,7 +479,7 @@ def index_live(log):
     positions = live.tolist() + [p for d in ix._kv.values() for _, p in d.values()]
     base, size = ffi.new("const uint8_t **"), ffi.new("uint64_t *")
     segs = {}
-    for seq in recovery.list_segments(log.path):
+    for seq in walker.list_segments(log.path):
         if lib.prl_log_segment_base(log._h, seq, base, size) == 0:
             segs[seq & 0xFFFFFFFF] = (seq, ffi.buffer(base[0], size[0]))
     out = {}

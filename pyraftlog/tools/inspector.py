@@ -35,12 +35,25 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import record as R
-from .._native import REASONS, check, crc32c, ffi, is_clean_end, lib
+from .._native import REASONS, check, crc32c, ffi, lib
 from ..directory import kind
 from ..errors import CorruptionError
 from ..group_index import GroupIndex, SnapRef
-from ..recovery import Scanner, following_batches, list_free, list_segments, probe, segment_name
+from ..recovery import Scanner
 from ..snapshot_store import SnapshotStore
+from ..walker import (
+    CHAIN,
+    END,
+    MISSING,
+    TORN,
+    chain_gap,
+    classify,
+    list_free,
+    list_segments,
+    probe,
+    segment_name,
+    unfinished,
+)
 
 # Only validated by prl_log_open: a read-only handle never creates a segment.
 _HANDLE_SEGMENT_SIZE = 64 << 20
@@ -253,9 +266,9 @@ class Walker:
         # it): the log ends in the segment before.
         if heads:
             seg, base, reason = heads[-1]
-            if reason and (_zero(base, seg.size) or reason == lib.PRL_R_SEQ_MISMATCH) and not (
-                    seg.size and probe(base, seg.size, seg.seq, R.SEGMENT_HEADER_SIZE, 0)):
-                seg.unfinished = True
+            # strict's rule: the tools never remove anything, and call a
+            # segment unfinished only where every recovery mode removes it
+            seg.unfinished = unfinished(base, seg.size, seg.seq, reason, strict=True) is not None
         chain = [h for h in heads if not h[0].unfinished]
         self.chain = [h[0] for h in chain]
         total = sum(h[0].size for h in heads) or 1
@@ -315,8 +328,7 @@ class Walker:
                 return None
             offset, lsn = found.offset, found.lsn
         elif expect is not None and seg.first_lsn != expect:
-            if (not self._problem(k, 0, f"segment starts at batch {seg.first_lsn}, but the "
-                                        f"previous segment ends before batch {expect}")
+            if (not self._problem(k, 0, chain_gap(seg.first_lsn, expect))
                     and seg.recycled):
                 return None
         if self.stopped:
@@ -330,45 +342,27 @@ class Walker:
                 return lsn
             if seg.recycled:
                 return None
-            clean = is_clean_end(why)
-            if has_next and (next_first == lsn or (next_first is None and clean)):
-                # the successor continues the chain (a tail after `offset` was
-                # cut by an earlier recovery), or its own header is the problem
+            b = classify(base, size, seg.seq, offset, lsn, why, 0, not has_next, next_first,
+                         chain_on_clean=True)
+            if b.kind in (CHAIN, END):
                 return lsn
-            if newest:
-                following = following_batches(base, size, seg.seq, offset + R.ALIGN, lsn)
-                if clean and not following:
-                    return lsn
+            if b.kind != MISSING:
                 # a live writer may be copying this very batch: look again
                 deadline = deadline or time.monotonic() + (_SETTLE_LIVE if self.live else
                                                             _SETTLE_IDLE)
                 if time.monotonic() < deadline:
                     time.sleep(_SETTLE_PAUSE)
                     continue
-                acked = max((f.watermark for f in following), default=0) >= lsn
-                if not clean and not acked and self.live:
+                if b.kind == TORN and self.live:
                     seg.in_flight = True
                     return lsn
-                if clean:
-                    text = "valid batches follow the end of the log"
-                elif acked:
-                    text = REASONS.get(why, "?") + "; a later batch shows it was acknowledged"
-                else:
-                    text = REASONS.get(why, "?") + " (torn tail: never acknowledged)"
-                if not self._problem(k, offset, text, torn=not clean and not acked):
-                    return None
-                if not clean and not acked:
-                    return lsn  # recovery cuts it here, and what follows
-            else:
-                found = probe(base, size, seg.seq, offset + R.ALIGN, lsn)
-                following = [found] if found else []
-                if not self._problem(k, offset, (REASONS.get(why, "?") if not clean else
-                                                 "segment ends early") +
-                                     f"; batches from {lsn} are missing"):
-                    return None
-            if self.stopped or not following:
+            if not self._problem(k, offset, b.text(), torn=b.kind == TORN):
+                return None
+            if b.kind == TORN:
+                return lsn  # recovery cuts it here, and what follows
+            if self.stopped or not b.following:
                 return lsn
-            offset, lsn = following[0].offset, following[0].lsn
+            offset, lsn = b.following[0].offset, b.following[0].lsn
 
     def _scan(self, k: int, seg: SegmentSummary, base: Any, mem: Any, offset: int,
               lsn: int) -> Tuple[int, int, int]:
