@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a PySyncObj user gains: the demo's cluster workload on four journals.
 
-The workload is `python -m pyraftlog.contrib.demo` without its kill: 3
+The workload is `make demo (examples/pysyncobj_demo)` without its kill: 3
 processes on 127.0.0.1, each running ``--groups`` PySyncObj groups (one
 ``SyncObj`` and one replicated key-value store per group), every process
 keeping ``--window`` commands in flight per group.  It runs in turn, in fresh
