@@ -28,7 +28,7 @@ from .group_view import GroupView
 from .lockfile import lock_directory
 from .logger import Summary, fields, log
 from .purge import Purger
-from .recovery import MODES, Recovery, retain_live
+from .recovery import MODES, Recovery
 from .snapshot_store import SnapshotStore
 from .store import Store
 from .ticket import Core, Ticket
@@ -126,8 +126,9 @@ class Engine:
             self._index = GroupIndex()
             snapshots = SnapshotStore(self.path, crc32c, mode=file_mode)
             t0 = time.monotonic()
-            self._recovery = Recovery(self.path, self._h, recovery_mode, self._index,
-                                      writable=True, progress=progress).run()
+            recovery = Recovery(self.path, self._h, recovery_mode, self._index, writable=True,
+                                progress=progress)
+            self._recovery = recovery.run()
             rec = self._recovery
             took = time.monotonic() - t0
             log.info("%s: recovered %d batches (%d bytes, %d groups) from %d segments in "
@@ -140,7 +141,7 @@ class Engine:
                                   dropped_tail_bytes=rec.dropped_tail_bytes,
                                   skipped_batches=rec.skipped_batches,
                                   skipped_bytes=rec.skipped_bytes))
-            retain_live(self._h, self._index)
+            recovery.retain_live()
             lib.prl_index_trim()
             for fid in list_free(self.path):
                 check(lib.prl_log_adopt_free(self._h, fid), "adopt free segment")

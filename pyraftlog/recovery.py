@@ -20,7 +20,7 @@ from ._native import REASONS, check, ffi, lib
 from .errors import CorruptionError
 from .group_index import GroupIndex, SnapRef
 from .logger import fields, log
-from .replay import Replayer, accounts
+from .replay import Replayer
 from .walker import (
     ACKED,
     CHAIN,
@@ -299,6 +299,17 @@ class Recovery:
         res.skipped_bytes += b.following[0].offset - b.offset
         return False
 
+    def retain_live(self) -> None:
+        """After run(): tell the C log which records are still needed
+        (live-byte accounting).  Replay counted them as the writes did
+        (replay.py); where it could not be exact, every segment is counted
+        again from the index."""
+        rp = self.scanner.replayer(self.index, self.h) if self.result.recovered_batches else None
+        if rp is not None and rp.finish():
+            return
+        check(lib.prl_replay_reset_live(self.h), "reset live")
+        recount_live(self.h, self.index)
+
     def _replay(self, seq: int, base: Any, size: int, mem: memoryview, offset: int,
                 lsn: int) -> Tuple[int, int, int, int]:
         res = self.result
@@ -311,17 +322,6 @@ class Recovery:
         res.recovered_batches += out.batches
         res.recovered_bytes += out.bytes
         return out.offset, out.lsn, out.reason, out.bad_len
-
-def retain_live(handle: Any, index: GroupIndex) -> None:
-    """Tell the C log which records are still needed (live-byte accounting).
-    Replay counted them as the writes did (replay.py); where it could not
-    be exact, every segment is counted again from the index."""
-    rp = accounts(index)
-    if rp is not None and rp.finish():
-        return
-    check(lib.prl_replay_reset_live(handle), "reset live")
-    recount_live(handle, index)
-
 
 def recount_live(handle: Any, index: GroupIndex) -> None:
     """Retain every record the index needs: what the C index holds, walked

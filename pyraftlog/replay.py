@@ -12,11 +12,10 @@ Live-byte accounting is done as the writes did it (csrc/replay.c): every
 applied record counts, every record the index or Python drops is released.
 That is exact unless replay had to guess (a log whose oldest segments were
 recycled); then `exact` turns False and recovery counts again from the
-index (recovery.retain_live).
+index (Recovery.retain_live).
 """
 from __future__ import annotations
 
-import weakref
 from array import array
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -32,10 +31,6 @@ from .group_index import GroupIndex, SnapRef
 ALL = 0xFFFFFFFF  # max_batches: no limit
 _ITEMS = 4096
 _STAGE = 1 << 16
-
-# index -> the Replayer that counts live bytes for it, until recovery.retain_live
-_ACCOUNTS: "weakref.WeakKeyDictionary[GroupIndex, Replayer]" = weakref.WeakKeyDictionary()
-
 
 @dataclass
 class Outcome:
@@ -68,8 +63,6 @@ class Replayer:
         # positions of the STAGE records no ADOPT has taken yet, by group
         # (index.staged's, which recovery clears before retain_live)
         self.staged: Dict[int, List["np.ndarray"]] = {}
-        if handle is not None:
-            _ACCOUNTS[index] = self
 
     def run(self, seq: int, base: Any, size: int, mem: Any, offset: int, lsn: int, path: str,
             superseded: List[Tuple[int, SnapRef]], skip_bad: bool,
@@ -161,13 +154,7 @@ class Replayer:
                 self.release.frombytes(pos.tobytes())
         self.staged.clear()
         self._release()
-        _ACCOUNTS.pop(self.index, None)
         return self.exact
-
-
-def accounts(index: GroupIndex) -> Optional[Replayer]:
-    """The Replayer that counted live bytes for `index`, if any."""
-    return _ACCOUNTS.get(index)
 
 
 def bad_payload(path: str, mem: Any, off: int) -> CorruptionError:

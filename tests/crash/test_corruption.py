@@ -879,3 +879,24 @@ def test_snapshot_leftovers_are_removed_at_open(log):
     with pyraftlog.open(log.path, segment_size=SEG):
         pass
     assert set(os.listdir(d)) == before
+
+
+def test_a_refused_open_keeps_no_descriptor(tmp_path):
+    """An open that recovery refuses closes every file it opened (found by
+    make test-crash: a registry kept each refused open's log handle, and its
+    mapped segments, alive until the process ran out of descriptors)."""
+    path = tmp_path / "log"
+    with pyraftlog.open(str(path), segment_size=1 << 16) as log:
+        for i in range(1, 30):
+            log.write(log.batch().append(1, [pyraftlog.Entry(i, 1, b"x" * 1000)])).wait()
+    seg = sorted(n for n in os.listdir(path) if n.endswith(".seg"))[-1]
+    with open(path / seg, "r+b") as f:  # damage an acknowledged batch: corruption
+        f.seek(R.SEGMENT_HEADER_SIZE + 40)
+        byte = f.read(1)
+        f.seek(R.SEGMENT_HEADER_SIZE + 40)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        with pytest.raises(CorruptionError):
+            pyraftlog.open(str(path), segment_size=1 << 16, recovery_mode="strict")
+    assert len(os.listdir("/proc/self/fd")) <= before
