@@ -28,20 +28,14 @@ from pyraftlog.contrib import pysyncobj as contrib
 from pyraftlog.contrib.pysyncobj import installation
 from pysyncobj_demo import Store, free_ports, value_for
 
+from tests.common import wait_for
+
 PySyncObjJournal = contrib.PyraftlogJournal
 
 
 # ====================================================================== helpers
 
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = pred()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(0.02)
+wait_until = wait_for  # tests.common: pred()'s first true value, or AssertionError
 
 
 class SpyEngine:
